@@ -1,0 +1,33 @@
+# The README's commands. Each target creates the virtual environment (.venv) on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+TRAIN_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-slow bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED) ## create .venv and install the package with its exact pins
+
+train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (CPU, ~10 min)
+	$(PY) src/train.py experiment=lfm_resnet18_synthetic $(TRAIN_ARGS)
+
+test: $(INSTALLED) ## the test suite (fast tests; no network)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(INSTALLED) ## the slower end-to-end tests
+	$(PY) -m pytest -m slow -q
+
+bench: $(INSTALLED) ## speed benchmarks (each prints a table)
+	$(PY) benchmarks/bench_evaluate_ranking.py
+	$(PY) benchmarks/bench_masking.py

@@ -1,0 +1,57 @@
+"""Put a module after any named submodule of a network, without changing its code.
+
+The inserted module runs on the named submodule's output through a forward hook, so the
+network's state_dict keys (and therefore pretrained weights and checkpoints) are unchanged.
+"""
+
+from collections.abc import Sequence
+
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+
+def insertion_points(model: nn.Module, max_depth: int | None = None) -> list[str]:
+    """Names of the submodules of `model` that a module can be inserted after."""
+    names = [name for name, _ in model.named_modules() if name]
+    if max_depth is None:
+        return names
+    return [name for name in names if name.count(".") < max_depth]
+
+
+def _unknown_name_message(model: nn.Module, name: str) -> str:
+    shallow = ", ".join(insertion_points(model, max_depth=2))
+    return (
+        f"unknown insertion point {name!r} for {type(model).__name__}; valid names: "
+        f"{shallow} (or a deeper submodule such as layer1.0.conv2)"
+    )
+
+
+def insert_after(model: nn.Module, name: str, module: nn.Module) -> RemovableHandle:
+    """Apply `module` to the output of `model`'s submodule `name` on every forward.
+
+    The caller keeps `module` registered somewhere in the model (so `.train()`, `.eval()`
+    and `.to()` reach it). Returns the hook handle; `handle.remove()` undoes the insertion.
+    """
+    submodules = dict(model.named_modules())
+    if not name or name not in submodules:
+        raise ValueError(_unknown_name_message(model, name))
+    return submodules[name].register_forward_hook(lambda _module, _inputs, output: module(output))
+
+
+def insert_after_each(
+    model: nn.Module, names: Sequence[str], make_module
+) -> tuple[nn.ModuleDict, list[RemovableHandle]]:
+    """Insert a fresh `make_module()` after each named submodule.
+
+    Returns the inserted modules keyed by insertion point ('.' written as '__', since
+    ModuleDict keys cannot hold dots) and the hook handles.
+    """
+    if len(set(names)) != len(names):
+        raise ValueError(f"insertion points must be distinct, got {list(names)}")
+    modules = nn.ModuleDict()
+    handles = []
+    for name in names:
+        module = make_module()
+        handles.append(insert_after(model, name, module))
+        modules[name.replace(".", "__")] = module
+    return modules, handles

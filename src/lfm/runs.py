@@ -1,0 +1,122 @@
+"""What every run writes: its resolved config, provenance, metrics, and its loggers."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import wandb
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from lfm.errors import InputError
+
+TRACKED_PACKAGES = ("lfm-reid", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb", "numpy")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+RESULT_FILES = ("metrics.json", "checkpoints")
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Refuse to reuse a directory that already holds a finished run's results."""
+    taken = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if taken:
+        raise InputError(
+            f"output directory {run_dir} already holds {', '.join(taken)}; choose another hydra.run.dir "
+            f"(earlier results are never overwritten)"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def git_commit() -> str | None:
+    """The project's git commit (with '-dirty' when there are uncommitted changes), if any."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in TRACKED_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def save_run_info(run_dir: Path, cfg: DictConfig) -> None:
+    """Write config.yaml (resolved) and run.json (seed, command, commit, versions)."""
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    info = {
+        "seed": cfg.get("seed"),
+        "command": [sys.executable, *sys.argv],
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "host": platform.node(),
+        "versions": package_versions(),
+    }
+    write_json(run_dir / "run.json", info)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (a temporary file renamed into place)."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """'auto': WANDB_MODE if set, else online when WANDB_API_KEY is set, else offline."""
+    if mode not in WANDB_MODES:
+        raise InputError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def build_loggers(logger_cfg: DictConfig, run_dir: Path, run_name: str, config: dict) -> list[Logger]:
+    """A CSV logger (run_dir/csv/metrics.csv) and, unless disabled, a W&B run saved in run_dir/wandb."""
+    loggers: list[Logger] = []
+    if logger_cfg.get("csv", True):
+        loggers.append(CSVLogger(save_dir=run_dir, name="csv", version=""))
+    wandb_cfg = logger_cfg.get("wandb")
+    if wandb_cfg is None:
+        return loggers
+    mode = resolve_wandb_mode(wandb_cfg.get("mode", "auto"))
+    if mode == "disabled":
+        return loggers
+    wandb_dir = run_dir / "wandb"
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["WANDB_DIR"] = str(run_dir)
+    os.environ["WANDB_DATA_DIR"] = str(wandb_dir / "data")
+    if mode == "offline":
+        os.environ["WANDB_CACHE_DIR"] = str(wandb_dir / "cache")
+        os.environ["WANDB_CONFIG_DIR"] = str(wandb_dir / "config")
+    loggers.append(
+        WandbLogger(
+            project=wandb_cfg.get("project", "lfm"),
+            name=run_name,
+            save_dir=str(run_dir),
+            group=wandb_cfg.get("group"),
+            tags=list(wandb_cfg.get("tags") or []),
+            mode=mode,
+            config=config,
+        )
+    )
+    return loggers
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Close the W&B run so the next run in the same process (Hydra multirun) starts a new one."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        wandb.finish()
