@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from lfm.data.market import ReIDImageDataset, check_layout, hold_out_identities, ranking_dataset, read_split
 from lfm.data.samplers import IdentityBalancedSampler
+from lfm.data.synthetic import ensure_synthetic_reid, resolve_synthetic_preset
 from lfm.data.transforms import eval_transform, train_transform
 from lfm.errors import InputError
 
@@ -19,7 +20,8 @@ class ReIDDataModule(L.LightningDataModule):
 
     `val_ids` > 0 holds that many training identities out as a validation query/gallery set
     (used for checkpoint selection, so the test split is never used to pick a model).
-    `synthetic` ({"preset": ..., "seed": ...}) generates the dataset at `root` on first use.
+    `synthetic` ({"preset": name, "seed": int, "scale": fraction of the preset's identities})
+    generates that dataset at `root` on first use.
     """
 
     def __init__(
@@ -62,10 +64,13 @@ class ReIDDataModule(L.LightningDataModule):
         self.test_set: ReIDImageDataset | None = None
 
     def prepare_data(self) -> None:
-        if self.synthetic is not None:
-            from lfm.data.synthetic import ensure_synthetic_reid
-
-            ensure_synthetic_reid(self.root, self.synthetic["preset"], self.synthetic["seed"])
+        if self.synthetic is None:
+            return
+        preset = resolve_synthetic_preset(self.synthetic["preset"]).scaled(self.synthetic.get("scale", 1.0))
+        try:
+            ensure_synthetic_reid(self.root, preset, self.synthetic["seed"])
+        except FileExistsError as error:
+            raise InputError(f"{error} (key data.root)") from None
 
     def setup(self, stage: str | None = None) -> None:
         check_layout(self.root)

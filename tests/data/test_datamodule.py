@@ -1,0 +1,103 @@
+"""The re-ID DataModule: batches, splits, the P x K sampler, and its errors."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from lfm.data.datamodule import ReIDDataModule
+from lfm.data.samplers import IdentityBalancedSampler
+from lfm.errors import InputError
+
+
+def make_datamodule(root, **overrides):
+    settings = dict(root=str(root), image_size=(64, 32), batch_size=8, eval_batch_size=16, num_workers=0, val_ids=2)
+    return ReIDDataModule(**{**settings, **overrides})
+
+
+def test_train_batches_are_images_in_unit_range_with_labels(tiny_market):
+    datamodule = make_datamodule(tiny_market)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape == (8, 3, 64, 32)
+    assert batch["image"].dtype == torch.float32
+    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert batch["label"].min() >= 0 and batch["label"].max() < datamodule.num_classes
+
+
+def test_num_classes_counts_training_identities_minus_held_out(tiny_market):
+    datamodule = make_datamodule(tiny_market, val_ids=2)
+    datamodule.setup("fit")
+    all_ids = {sample.pid for sample in datamodule.train_set.samples}
+    assert datamodule.num_classes == len(all_ids)
+    val_ids = {sample.pid for sample in datamodule.val_set.samples}
+    assert len(val_ids) == 2 and val_ids.isdisjoint(all_ids)
+
+
+def test_test_set_puts_queries_first(tiny_market):
+    datamodule = make_datamodule(tiny_market)
+    datamodule.setup("test")
+    batch = next(iter(datamodule.test_dataloader()))
+    test_set = datamodule.test_set
+    assert test_set.num_query > 0
+    assert batch["is_query"].tolist() == [i < test_set.num_query for i in range(len(batch["is_query"]))]
+    assert batch["index"].tolist() == list(range(len(batch["index"])))
+
+
+def test_no_validation_without_held_out_ids(tiny_market):
+    datamodule = make_datamodule(tiny_market, val_ids=0)
+    datamodule.setup("fit")
+    assert datamodule.val_set is None and datamodule.val_dataloader() == []
+
+
+def test_identity_balanced_batches_hold_p_identities_of_k_images(tiny_market):
+    datamodule = make_datamodule(tiny_market, sampler="identity_balanced", batch_size=8, num_instances=4)
+    datamodule.setup("fit")
+    for batch, _ in zip(datamodule.train_dataloader(), range(3)):
+        counts = Counter(batch["label"].tolist())
+        assert sorted(counts.values()) == [4, 4]
+
+
+def test_identity_balanced_sampler_is_reproducible_and_changes_per_epoch():
+    labels = [i // 3 for i in range(30)]
+    sampler = IdentityBalancedSampler(labels, num_instances=4, seed=1)
+    first = list(sampler)
+    assert first == list(IdentityBalancedSampler(labels, num_instances=4, seed=1))
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    assert len(first) == len(sampler)
+    groups = [first[i:i + 4] for i in range(0, len(first), 4)]
+    assert all(len({labels[index] for index in group}) == 1 for group in groups)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"sampler": "balanced"}, "data.sampler"),
+        ({"image_size": (8, 4)}, "data.image_size"),
+        ({"batch_size": 0}, "data.batch_size"),
+        ({"sampler": "identity_balanced", "batch_size": 10, "num_instances": 4}, "data.batch_size=10"),
+    ],
+)
+def test_bad_settings_name_the_key(tiny_market, overrides, key):
+    with pytest.raises(InputError, match=key):
+        make_datamodule(tiny_market, **overrides)
+
+
+def test_synthetic_dataset_is_generated_on_first_use(tmp_path):
+    root = tmp_path / "generated"
+    datamodule = make_datamodule(root, synthetic={"preset": "duke_style", "seed": 3, "scale": 0.05})
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    assert (root / "synthetic.json").is_file()
+    assert max(sample.camid for sample in datamodule.test_set.samples) <= 8
+
+
+def test_synthetic_root_holding_other_files_is_refused(tmp_path):
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "notes.txt").write_text("my work")
+    datamodule = make_datamodule(root, synthetic={"preset": "market_style", "seed": 0, "scale": 0.05})
+    with pytest.raises(InputError, match="data.root"):
+        datamodule.prepare_data()
+    assert (root / "notes.txt").read_text() == "my work"

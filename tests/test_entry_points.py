@@ -1,0 +1,125 @@
+"""src/train.py and src/eval.py as a user runs them, on a small generated dataset."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from helpers import TINY_SCALE, run_entry_point
+
+TINY_TRAIN = (
+    "experiment=lfm_resnet18_synthetic",
+    "debug=fast",
+    f"data.synthetic.scale={TINY_SCALE}",
+    "data.image_size=[64,32]",
+    "data.val_ids=3",
+    "logger.wandb.mode=offline",
+)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One short training run through src/train.py, shared by the tests below."""
+    base = tmp_path_factory.mktemp("train")
+    run_dir = base / "run"
+    result = run_entry_point("train.py", *TINY_TRAIN, f"paths.data_dir={base / 'data'}", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_train_writes_the_run_directory(trained_run):
+    run_dir, result = trained_run
+    for name in ("config.yaml", "run.json", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "csv/metrics.csv"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run in the run directory"
+    assert f"Run directory: {run_dir}" in result.stdout
+    assert "Results: rank1=" in result.stdout
+
+
+def test_train_metrics_are_ranking_fractions(trained_run):
+    run_dir, _ = trained_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/rank1", "test/rank5", "test/rank10", "test/mAP", "val/mAP", "val/mAP_best"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["test/rank1"] <= metrics["test/rank5"] <= metrics["test/rank10"]
+    assert metrics["test/cmc"][0] == metrics["test/rank1"] and len(metrics["test/cmc"]) == 50
+    assert metrics["test/num_valid_queries"] > 0 and metrics["test/ap"] == "standard"
+    run_info = json.loads((run_dir / "run.json").read_text())
+    assert run_info["seed"] == 0 and run_info["versions"]["torch"] == "2.14.1"
+
+
+def test_checkpoint_holds_the_lfm_model(trained_run):
+    run_dir, _ = trained_run
+    checkpoint = torch.load(run_dir / "checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["lfm"]["after"] == "conv1"
+    assert checkpoint["datamodule_hyper_parameters"]["image_size"] == [64, 32]
+
+
+def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}",
+                             "logger.wandb.mode=disabled")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/rank1", "test/rank5", "test/rank10", "test/mAP", "test/cmc"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
+
+
+def test_a_finished_run_directory_is_never_overwritten(trained_run):
+    run_dir, _ = trained_run
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file() and "wandb" not in path.parts}
+    result = run_entry_point("train.py", *TINY_TRAIN, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2
+    assert "already holds metrics.json" in result.stderr
+    for path, content in before.items():
+        if path.name != "train.log":
+            assert path.read_bytes() == content, path
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (("experiment=lfm_resnet50", "data.root=/nonexistent"), ("data.root=/nonexistent", "bounding_box_train/")),
+        (("model.backbone=resnet51",), ("model.backbone", "resnet18")),
+        (("model.lfm.mask_ratio=1.5",), ("model.lfm", "mask_ratio", "1.5")),
+        (("model.lfm.area=[0.5,0.1]",), ("model.lfm", "area")),
+        (("model.lfm.after=layer9",), ("model.lfm.after", "layer9", "layer1")),
+        (("data.val_ids=100000",), ("data.val_ids",)),
+        (("ckpt_path=/nonexistent/last.ckpt",), ("ckpt_path=/nonexistent/last.ckpt",)),
+    ],
+)
+def test_bad_training_input_gives_one_line(tiny_market, tmp_path, overrides, fragments):
+    data = tmp_path / "market"
+    shutil.copytree(tiny_market, data)
+    result = run_entry_point(
+        "train.py", "data=market1501", f"data.root={data}", "model.backbone=resnet18", "debug=fast",
+        *overrides, f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert_one_line_error(result, *fragments)
+
+
+def test_pretrained_weights_unavailable_offline(tiny_market, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    result = run_entry_point("train.py", "experiment=lfm_resnet50", f"data.root={tiny_market}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(result, "model.pretrained", "resnet50", str(tmp_path / "torch"))
+
+
+def test_eval_with_missing_or_corrupt_checkpoint(tmp_path):
+    missing = run_entry_point("eval.py", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'a'}")
+    assert_one_line_error(missing, f"ckpt_path={tmp_path / 'none.ckpt'}")
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"definitely not a checkpoint")
+    result = run_entry_point("eval.py", f"ckpt_path={corrupt}", f"hydra.run.dir={tmp_path / 'b'}")
+    assert_one_line_error(result, str(corrupt))
