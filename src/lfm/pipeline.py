@@ -65,6 +65,7 @@ def train(cfg: DictConfig) -> dict:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
+        metrics["seed"] = cfg.seed
         metrics["epochs"] = trainer.current_epoch
         metrics["best_checkpoint"] = checkpoint.best_model_path
         if cfg.get("test", True):
