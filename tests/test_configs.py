@@ -33,8 +33,7 @@ def test_every_experiment_composes_and_resolves(experiment):
     config = resolved(compose_config("train", f"experiment={experiment}"))
     assert config["run_name"] == experiment
     assert config["model"]["backbone"] in ("resnet18", "resnet34", "resnet50")
-    lfm = config["model"]["lfm"]
-    assert (lfm is None) == experiment.startswith("baseline")
+    assert (config["model"]["lfm"] is None) == (not experiment.startswith("lfm_"))
 
 
 @pytest.mark.parametrize("group", ["data", "lfm", "logger", "trainer", "debug"])
@@ -43,13 +42,24 @@ def test_every_group_option_composes(group):
         resolved(compose_config("train", f"{group}={path.stem}"))
 
 
-def test_baselines_differ_from_their_lfm_experiment_only_in_lfm():
-    for baseline in (name for name in EXPERIMENTS if name.startswith("baseline_")):
-        lfm = resolved(compose_config("train", f"experiment={baseline.replace('baseline_', 'lfm_')}"))
-        base = resolved(compose_config("train", f"experiment={baseline}"))
-        for config in (lfm, base):
-            config.pop("run_name"), config["model"].pop("lfm")
-        assert lfm == base
+def without_regularizers(config: dict) -> dict:
+    config.pop("run_name")
+    for key in ("lfm", "dropout2d", "dropblock"):
+        config["model"].pop(key)
+    for key in ("random_erasing", "cutout"):
+        config["data"].pop(key)
+    return config
+
+
+@pytest.mark.parametrize("experiment", [name for name in EXPERIMENTS if not name.startswith("lfm_")])
+def test_comparisons_differ_from_their_lfm_experiment_only_in_the_regularizer(experiment):
+    method, setup = experiment.split("_resnet")
+    comparison = resolved(compose_config("train", f"experiment={experiment}"))
+    lfm = resolved(compose_config("train", f"experiment=lfm_resnet{setup}"))
+    regularizers = {key: comparison["model"][key] for key in ("lfm", "dropout2d", "dropblock")}
+    regularizers.update({key: comparison["data"][key] for key in ("random_erasing", "cutout")})
+    assert [key for key, value in regularizers.items() if value is not None] == ([] if method == "baseline" else [method])
+    assert without_regularizers(comparison) == without_regularizers(lfm)
 
 
 def test_paper_experiment_is_the_papers_setup():

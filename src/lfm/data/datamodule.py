@@ -21,7 +21,8 @@ class ReIDDataModule(L.LightningDataModule):
     `val_ids` > 0 holds that many training identities out as a validation query/gallery set
     (used for checkpoint selection, so the test split is never used to pick a model).
     `synthetic` ({"preset": name, "seed": int, "scale": fraction of the preset's identities})
-    generates that dataset at `root` on first use.
+    generates that dataset at `root` on first use. `random_erasing` ({p, scale, ratio, value})
+    and `cutout` ({p, size}) add those input regularizers to the training transform.
     """
 
     def __init__(
@@ -38,6 +39,8 @@ class ReIDDataModule(L.LightningDataModule):
         val_ids: int = 0,
         seed: int = 0,
         synthetic: Mapping | None = None,
+        random_erasing: Mapping | None = None,
+        cutout: Mapping | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -55,10 +58,10 @@ class ReIDDataModule(L.LightningDataModule):
         self.root = Path(root).expanduser()
         self.image_size = tuple(image_size)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.pad, self.flip = pad, flip
         self.sampler, self.num_instances = sampler, num_instances
         self.val_ids, self.seed = val_ids, seed
         self.synthetic = dict(synthetic) if synthetic else None
+        self.train_transform = train_transform(self.image_size, pad, flip, random_erasing, cutout)
         self.train_set: ReIDImageDataset | None = None
         self.val_set: ReIDImageDataset | None = None
         self.test_set: ReIDImageDataset | None = None
@@ -77,7 +80,7 @@ class ReIDDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and self.train_set is None:
             train, val_query, val_gallery = hold_out_identities(read_split(self.root, "train"), self.val_ids, self.seed)
             labels = {pid: label for label, pid in enumerate(sorted({sample.pid for sample in train}))}
-            self.train_set = ReIDImageDataset(train, train_transform(self.image_size, self.pad, self.flip), labels)
+            self.train_set = ReIDImageDataset(train, self.train_transform, labels)
             if self.val_ids:
                 self.val_set = ranking_dataset(val_query, val_gallery, eval_transform(self.image_size))
         if stage in (None, "test", "predict") and self.test_set is None:

@@ -1,7 +1,8 @@
-"""Build feature regularizers from config and insert them into a backbone."""
+"""Feature regularizers (LFM, Dropout2d, DropBlock) built from config and inserted into a backbone."""
 
 from collections.abc import Mapping
 
+import torchvision
 from torch import nn
 
 from lfm.errors import InputError
@@ -9,25 +10,44 @@ from lfm.insertion import insert_after_each
 from lfm.masking import LocalFeatureMasking
 
 
-def attach_lfm(backbone: nn.Module, lfm: Mapping | None) -> nn.ModuleDict:
-    """Insert LocalFeatureMasking after each module named in `lfm["after"]` (config `model.lfm`).
+class DropBlock2d(torchvision.ops.DropBlock2d):
+    """torchvision's DropBlock2d, with its arguments checked when it is built."""
 
-    `lfm` holds `after` (a module name or a list of names) and the keyword arguments of
-    LocalFeatureMasking; `None` means no masking.
+    def __init__(self, p: float, block_size: int):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        if block_size < 1 or block_size % 2 == 0:
+            raise ValueError(f"block_size must be a positive odd integer, got {block_size}")
+        super().__init__(p, block_size)
+
+
+FEATURE_REGULARIZERS = {
+    "lfm": LocalFeatureMasking,
+    "dropout2d": nn.Dropout2d,
+    "dropblock": DropBlock2d,
+}
+
+
+def attach_feature_regularizer(backbone: nn.Module, key: str, settings: Mapping | None) -> nn.ModuleDict:
+    """Insert the regularizer `key` after each module named in `settings["after"]` (config `model.<key>`).
+
+    `settings` holds `after` (a module name or a list of names) and the regularizer's keyword
+    arguments; `None` means none. Returns the inserted modules keyed by insertion point.
     """
-    if lfm is None:
+    if settings is None:
         return nn.ModuleDict()
-    settings = dict(lfm)
-    after = settings.pop("after", None)
+    arguments = dict(settings)
+    after = arguments.pop("after", None)
     if not after:
-        raise InputError("model.lfm.after is empty: name the module to mask after, e.g. model.lfm.after=conv1")
+        raise InputError(f"model.{key}.after is empty: name the module to insert after, e.g. model.{key}.after=conv1")
     names = [after] if isinstance(after, str) else list(after)
+    regularizer = FEATURE_REGULARIZERS[key]
     try:
-        LocalFeatureMasking(**settings)
+        regularizer(**arguments)
     except (TypeError, ValueError) as error:
-        raise InputError(f"invalid model.lfm setting: {error}") from None
+        raise InputError(f"invalid model.{key} setting: {error}") from None
     try:
-        modules, _ = insert_after_each(backbone, names, lambda: LocalFeatureMasking(**settings))
+        modules, _ = insert_after_each(backbone, names, lambda: regularizer(**arguments))
     except ValueError as error:
-        raise InputError(f"model.lfm.after: {error}") from None
+        raise InputError(f"model.{key}.after: {error}") from None
     return modules

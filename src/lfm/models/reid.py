@@ -13,7 +13,7 @@ from lfm.metrics.reid import ReIDRankingMetric
 from lfm.models.backbones import ResNetFeatures, load_pretrained
 from lfm.models.heads import ReIDHead
 from lfm.models.losses import batch_hard_triplet_loss
-from lfm.models.regularizers import attach_lfm
+from lfm.models.regularizers import attach_feature_regularizer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,7 +21,8 @@ RANKING_KEYS = ("rank1", "rank5", "rank10", "mAP")
 
 
 class ReIDNet(nn.Module):
-    """Images in [0, 1] -> normalisation -> backbone (with LFM inserted) -> pooling -> head."""
+    """Images in [0, 1] -> normalisation -> backbone (with LFM or another feature regularizer
+    inserted) -> pooling -> head."""
 
     def __init__(
         self,
@@ -32,13 +33,17 @@ class ReIDNet(nn.Module):
         last_stride: int = 2,
         embedding_dim: int | None = 512,
         dropout: float = 0.5,
+        dropout2d: Mapping | None = None,
+        dropblock: Mapping | None = None,
     ):
         super().__init__()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.backbone = ResNetFeatures(backbone, last_stride)
         load_pretrained(self.backbone, backbone, pretrained)
-        self.lfm = attach_lfm(self.backbone, lfm)
+        self.lfm = attach_feature_regularizer(self.backbone, "lfm", lfm)
+        self.dropout2d = attach_feature_regularizer(self.backbone, "dropout2d", dropout2d)
+        self.dropblock = attach_feature_regularizer(self.backbone, "dropblock", dropblock)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = ReIDHead(self.backbone.out_channels, num_classes, embedding_dim, dropout)
 
@@ -73,6 +78,8 @@ class ReIDModule(L.LightningModule):
         last_stride: int = 2,
         embedding_dim: int | None = 512,
         dropout: float = 0.5,
+        dropout2d: Mapping | None = None,
+        dropblock: Mapping | None = None,
         label_smoothing: float = 0.0,
         triplet_weight: float = 0.0,
         triplet_margin: float = 0.3,
@@ -88,7 +95,9 @@ class ReIDModule(L.LightningModule):
             raise InputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         if triplet_weight < 0:
             raise InputError(f"model.triplet_weight must be >= 0, got {triplet_weight}")
-        self.net = ReIDNet(backbone, num_classes, lfm, pretrained, last_stride, embedding_dim, dropout)
+        self.net = ReIDNet(
+            backbone, num_classes, lfm, pretrained, last_stride, embedding_dim, dropout, dropout2d, dropblock
+        )
         self.val_ranking = ReIDRankingMetric(distance=distance, ap=ap)
         self.test_ranking = ReIDRankingMetric(distance=distance, ap=ap)
         self.best_val_map = 0.0
