@@ -19,7 +19,7 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED) ## create .venv and install the package with its exact pins
 
-train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (CPU, ~10 min)
+train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (2 CPU cores: about 8 min)
 	$(PY) src/train.py experiment=lfm_resnet18_synthetic $(TRAIN_ARGS)
 
 test: $(INSTALLED) ## the test suite (fast tests; no network)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from lfm.insertion import insert_after, insert_after_each, insertion_points
-from lfm.models.backbones import ResNetFeatures
+from lfm.models.backbones import FeatureStackFeatures, ResNetFeatures
 
 
 class AddOne(nn.Module):
@@ -63,3 +63,9 @@ def test_duplicate_names_are_refused():
 def test_insertion_points_by_depth():
     names = insertion_points(ResNetFeatures("resnet18"), max_depth=1)
     assert names == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+
+
+def test_unknown_name_suggests_a_deeper_name_of_this_model():
+    model = FeatureStackFeatures("mobilenet_v3_large")
+    with pytest.raises(ValueError, match=r"valid names: features, features.0, .*such as features.0.0\)"):
+        insert_after(model, "layer1", AddOne())

@@ -19,11 +19,11 @@ def insertion_points(model: nn.Module, max_depth: int | None = None) -> list[str
 
 
 def _unknown_name_message(model: nn.Module, name: str) -> str:
+    names = insertion_points(model)
     shallow = ", ".join(insertion_points(model, max_depth=2))
-    return (
-        f"unknown insertion point {name!r} for {type(model).__name__}; valid names: "
-        f"{shallow} (or a deeper submodule such as layer1.0.conv2)"
-    )
+    deeper = next((deep for deep in names if deep.count(".") >= 2), None)
+    example = f" (or a deeper submodule such as {deeper})" if deeper else ""
+    return f"unknown insertion point {name!r} for {type(model).__name__}; valid names: {shallow}{example}"
 
 
 def insert_after(model: nn.Module, name: str, module: nn.Module) -> RemovableHandle:

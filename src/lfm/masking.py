@@ -105,6 +105,11 @@ def _check_settings(
     return area, aspect
 
 
+def num_masked_channels(mask_ratio: float, channels: int) -> int:
+    """k = mask_ratio x C rounded half up (unlike Python's round): channel draws per masked sample."""
+    return math.floor(mask_ratio * channels + 0.5)
+
+
 def _memory_format(t: Tensor) -> torch.memory_format:
     if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
         return torch.channels_last
@@ -148,7 +153,7 @@ def _draw_regions(
     batch, channels, height, width = shape
     groups = 1 if selection == "batch" else batch
     selected = (torch.rand(groups, device=device, generator=generator) < p).expand(batch)
-    k = math.floor(mask_ratio * channels + 0.5)  # round half up, unlike Python's round
+    k = num_masked_channels(mask_ratio, channels)
     if channel_sampling == "without_replacement":
         scores = torch.rand(groups, channels, device=device, generator=generator)
         chosen = torch.zeros(groups, channels, dtype=torch.bool, device=device)
@@ -270,6 +275,34 @@ def _fill_values(
     return sums.div_(counts.clamp(min=1)).to(x.dtype)
 
 
+def _check_input(x: Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"x must be a 4-D tensor [B, C, H, W], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def _mask_and_fill(
+    x: Tensor,
+    p: float,
+    mask_ratio: float,
+    area: tuple[float, float],
+    aspect: tuple[float, float],
+    fill: str,
+    selection: str,
+    channel_sampling: str,
+    region: str,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """The masked tensor and the boolean mask it applied ([B, C, H, W], or [B, C, H, 1] for bands)."""
+    draws = _draw_regions(
+        x.shape, p, mask_ratio, area, aspect, selection, channel_sampling, region,
+        x.device, generator, _memory_format(x),
+    )
+    mask, counts = _merge_draws(draws, x.shape[1])
+    return torch.where(mask, _fill_values(x, fill, draws, counts, generator), x), mask
+
+
 def local_feature_masking(
     x: Tensor,
     *,
@@ -291,22 +324,20 @@ def local_feature_masking(
     """
     area, aspect = _check_settings(p, mask_ratio, area, aspect, selection, channel_sampling, region)
     _check_choice("fill", fill, FILLS)
-    if x.dim() != 4:
-        raise ValueError(f"x must be a 4-D tensor [B, C, H, W], got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    _check_input(x)
     if not training or p == 0.0:
         return x
-    draws = _draw_regions(
-        x.shape, p, mask_ratio, area, aspect, selection, channel_sampling, region,
-        x.device, generator, _memory_format(x),
-    )
-    mask, counts = _merge_draws(draws, x.shape[1])
-    return torch.where(mask, _fill_values(x, fill, draws, counts, generator), x)
+    return _mask_and_fill(x, p, mask_ratio, area, aspect, fill, selection, channel_sampling, region, generator)[0]
 
 
 class LocalFeatureMasking(nn.Module):
-    """Local Feature Masking as a layer: active in training mode, the identity in eval mode."""
+    """Local Feature Masking as a layer: active in training mode, the identity in eval mode.
+
+    After each training forward, `masked_fraction` holds the fraction of the input's values
+    that were masked (a 0-d tensor, no host sync) and `expected_fraction` the fraction the
+    settings ask for on average, p x k / C x mean area (bands and draws with replacement
+    realise less: that gap is what they change).
+    """
 
     def __init__(
         self,
@@ -330,20 +361,26 @@ class LocalFeatureMasking(nn.Module):
         self.selection = selection
         self.channel_sampling = channel_sampling
         self.region = region
+        self.masked_fraction: Tensor | None = None
+        self.expected_fraction: float | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        return local_feature_masking(
-            x,
-            p=self.p,
-            mask_ratio=self.mask_ratio,
-            area=self.area,
-            aspect=self.aspect,
-            fill=self.fill,
-            selection=self.selection,
-            channel_sampling=self.channel_sampling,
-            region=self.region,
-            training=self.training,
+        _check_input(x)
+        if not self.training:
+            return x
+        channels = x.shape[1]
+        self.expected_fraction = (
+            self.p * num_masked_channels(self.mask_ratio, channels) / channels * sum(self.area) / 2
         )
+        if self.p == 0.0:
+            self.masked_fraction = x.new_zeros((), dtype=torch.float32)
+            return x
+        output, mask = _mask_and_fill(
+            x, self.p, self.mask_ratio, self.area, self.aspect, self.fill, self.selection,
+            self.channel_sampling, self.region, None,
+        )
+        self.masked_fraction = torch.count_nonzero(mask) / mask.numel()
+        return output
 
     def extra_repr(self) -> str:
         return (

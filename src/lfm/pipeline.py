@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor
 from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
 from lfm.models.reid import RANKING_KEYS, ReIDModule
@@ -60,11 +61,17 @@ def train(cfg: DictConfig) -> dict:
         save_last=True,
     )
     loggers = build_loggers(cfg.logger, run_dir, cfg.run_name, OmegaConf.to_container(cfg, resolve=True))
-    callbacks = [checkpoint, RichProgressBar(), LearningRateMonitor(logging_interval="epoch")]
+    callbacks = [checkpoint, RichProgressBar(), LearningRateMonitor(logging_interval="epoch"), MaskedFractionMonitor()]
+    lfm_callback = cfg.get("callbacks", {}).get("lfm")
+    if lfm_callback is not None:
+        callbacks.append(LocalFeatureMaskingCallback(**OmegaConf.to_container(lfm_callback, resolve=True)))
     trainer = build_trainer(cfg, run_dir, loggers, callbacks)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-        metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
+        metrics = {
+            key: float(value) for key, value in trainer.callback_metrics.items()
+            if key.startswith(("val/", "train/lfm_")) and not key.endswith("_step")
+        }
         metrics["seed"] = cfg.seed
         metrics["epochs"] = trainer.current_epoch
         metrics["best_checkpoint"] = checkpoint.best_model_path

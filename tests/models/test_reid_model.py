@@ -7,7 +7,7 @@ import torch
 
 from lfm.errors import InputError
 from lfm.masking import LocalFeatureMasking
-from lfm.models.backbones import imagenet_weights_path
+from lfm.models.backbones import FEATURE_STACKS, imagenet_weights_path
 from lfm.models.losses import batch_hard_triplet_loss
 from lfm.models.reid import ReIDModule, ReIDNet, build_optimizer, lr_factor
 
@@ -70,6 +70,21 @@ def test_lfm_output_is_what_the_next_layer_sees():
 def test_bad_lfm_settings_name_the_key(lfm, message):
     with pytest.raises(InputError, match=message):
         ReIDNet("resnet18", num_classes=4, lfm=lfm)
+
+
+@pytest.mark.parametrize("backbone", FEATURE_STACKS)
+def test_other_cnn_families_with_lfm_inside_their_feature_stack(backbone):
+    net = ReIDNet(backbone, num_classes=3, embedding_dim=16, lfm={**PAPER_LFM, "after": "features.1"}).train()
+    seen = {}
+    net.backbone.features[2].register_forward_pre_hook(lambda _m, inputs: seen.__setitem__("x", inputs[0]))
+    outputs = net(torch.rand(2, 3, 64, 32))
+    assert outputs["logits"].shape == (2, 3) and outputs["pooled"].shape == (2, net.backbone.out_channels)
+    assert (seen["x"] == 0).any()
+
+
+def test_last_stride_one_is_for_resnets_only():
+    with pytest.raises(InputError, match="model.last_stride=1 is only available for ResNets"):
+        ReIDNet("vgg16_bn", num_classes=3, last_stride=1)
 
 
 def test_unknown_backbone_lists_the_choices():

@@ -1,4 +1,9 @@
-"""torchvision CNN backbones as feature extractors, with optional local ImageNet weights."""
+"""torchvision CNN backbones as feature extractors, with optional local ImageNet weights.
+
+Submodule names are torchvision's, so insertion points and pretrained weights use the names
+people know: ResNets expose conv1, bn1, relu, maxpool, layer1..layer4 (blocks layer1.0, ...);
+the other families expose their `features` stack (features.0, features.1, ...).
+"""
 
 from pathlib import Path
 
@@ -8,29 +13,18 @@ from torch import nn
 
 from lfm.errors import InputError
 
-RESNETS = {
-    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet34": (torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1),
-    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
-}
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+FEATURE_STACKS = ("mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vgg16_bn")
+BACKBONES = RESNETS + FEATURE_STACKS
+CLASSIFIER_KEYS = ("fc.", "classifier.")
 
 
 class ResNetFeatures(nn.Module):
-    """A torchvision ResNet up to `layer4`, returning the [B, C, h, w] feature map.
-
-    Submodule names are torchvision's (conv1, bn1, relu, maxpool, layer1..layer4), so
-    insertion points and pretrained weights use the names people know.
-    """
+    """A torchvision ResNet up to `layer4`, returning the [B, C, h, w] feature map."""
 
     def __init__(self, name: str, last_stride: int = 2):
         super().__init__()
-        if name not in RESNETS:
-            raise InputError(
-                f"unknown backbone {name!r} (key model.backbone); choose one of {sorted(RESNETS)}"
-            )
-        if last_stride not in (1, 2):
-            raise InputError(f"model.last_stride must be 1 or 2, got {last_stride}")
-        resnet = RESNETS[name][0](weights=None)
+        resnet = torchvision.models.get_model(name, weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
         if last_stride == 1:
@@ -45,13 +39,39 @@ class ResNetFeatures(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+class FeatureStackFeatures(nn.Module):
+    """The `features` stack of a torchvision CNN (MobileNetV3, EfficientNet, ConvNeXt, VGG)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.features = torchvision.models.get_model(name, weights=None).features
+        last_conv = [module for module in self.features.modules() if isinstance(module, nn.Conv2d)][-1]
+        self.out_channels = last_conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def build_backbone(name: str, last_stride: int = 2) -> nn.Module:
+    """The feature extractor `name` (see BACKBONES), with an `out_channels` attribute."""
+    if name not in BACKBONES:
+        raise InputError(f"unknown backbone {name!r} (key model.backbone); choose one of {list(BACKBONES)}")
+    if last_stride not in (1, 2):
+        raise InputError(f"model.last_stride must be 1 or 2, got {last_stride}")
+    if name in RESNETS:
+        return ResNetFeatures(name, last_stride)
+    if last_stride != 2:
+        raise InputError(f"model.last_stride=1 is only available for ResNets, not {name}; set model.last_stride=2")
+    return FeatureStackFeatures(name)
+
+
 def imagenet_weights_path(name: str) -> Path:
-    """Where torchvision keeps the ImageNet weights of `name` in the torch hub cache."""
-    url = RESNETS[name][1].url
+    """Where torchvision keeps the ImageNet (IMAGENET1K_V1) weights of `name` in the torch hub cache."""
+    url = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"].url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def load_pretrained(backbone: ResNetFeatures, name: str, pretrained: bool | str) -> None:
+def load_pretrained(backbone: nn.Module, name: str, pretrained: bool | str) -> None:
     """Load ImageNet weights from the hub cache (`True`) or a file path; never downloads."""
     if pretrained is False or pretrained is None:
         return
@@ -66,7 +86,7 @@ def load_pretrained(backbone: ResNetFeatures, name: str, pretrained: bool | str)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise InputError(f"cannot read pretrained weights {path} (key model.pretrained): {error}") from None
-    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+    state = {key: value for key, value in state.items() if not key.startswith(CLASSIFIER_KEYS)}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(

@@ -28,26 +28,30 @@ FEATURE_REGULARIZERS = {
 }
 
 
-def attach_feature_regularizer(backbone: nn.Module, key: str, settings: Mapping | None) -> nn.ModuleDict:
-    """Insert the regularizer `key` after each module named in `settings["after"]` (config `model.<key>`).
+def attach_feature_regularizer(
+    backbone: nn.Module, key: str, settings: Mapping | None, config_key: str | None = None
+) -> nn.ModuleDict:
+    """Insert the regularizer `key` after each module named in `settings["after"]`.
 
-    `settings` holds `after` (a module name or a list of names) and the regularizer's keyword
-    arguments; `None` means none. Returns the inserted modules keyed by insertion point.
+    `settings` (config `model.<key>`, or `config_key` in error messages) holds `after` (a
+    module name or a list of names) and the regularizer's keyword arguments; `None` means
+    none. Returns the inserted modules keyed by insertion point ('.' written as '__').
     """
+    config_key = config_key or f"model.{key}"
     if settings is None:
         return nn.ModuleDict()
     arguments = dict(settings)
     after = arguments.pop("after", None)
     if not after:
-        raise InputError(f"model.{key}.after is empty: name the module to insert after, e.g. model.{key}.after=conv1")
+        raise InputError(f"{config_key}.after is empty: name the module to insert after, e.g. {config_key}.after=conv1")
     names = [after] if isinstance(after, str) else list(after)
     regularizer = FEATURE_REGULARIZERS[key]
     try:
         regularizer(**arguments)
     except (TypeError, ValueError) as error:
-        raise InputError(f"invalid model.{key} setting: {error}") from None
+        raise InputError(f"invalid {config_key} setting: {error}") from None
     try:
         modules, _ = insert_after_each(backbone, names, lambda: regularizer(**arguments))
     except ValueError as error:
-        raise InputError(f"model.{key}.after: {error}") from None
+        raise InputError(f"{config_key}.after: {error}") from None
     return modules

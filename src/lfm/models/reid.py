@@ -10,7 +10,7 @@ from torch import nn
 
 from lfm.errors import InputError
 from lfm.metrics.reid import ReIDRankingMetric
-from lfm.models.backbones import ResNetFeatures, load_pretrained
+from lfm.models.backbones import build_backbone, load_pretrained
 from lfm.models.heads import ReIDHead
 from lfm.models.losses import batch_hard_triplet_loss
 from lfm.models.regularizers import attach_feature_regularizer
@@ -39,7 +39,7 @@ class ReIDNet(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.backbone = ResNetFeatures(backbone, last_stride)
+        self.backbone = build_backbone(backbone, last_stride)
         load_pretrained(self.backbone, backbone, pretrained)
         self.lfm = attach_feature_regularizer(self.backbone, "lfm", lfm)
         self.dropout2d = attach_feature_regularizer(self.backbone, "dropout2d", dropout2d)
