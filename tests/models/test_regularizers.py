@@ -50,3 +50,35 @@ def test_dropout2d_drops_whole_channels_of_the_named_output():
 def test_bad_settings_name_the_key(key, settings, fragment):
     with pytest.raises(InputError, match=fragment):
         attach_feature_regularizer(ResNetFeatures("resnet18"), key, settings)
+
+
+def test_lfm_changes_the_named_layers_output_and_nothing_before_it():
+    torch.manual_seed(0)
+    masked = ResNetFeatures("resnet18").eval()
+    plain = ResNetFeatures("resnet18").eval()
+    plain.load_state_dict(masked.state_dict())
+    masked.lfm = attach_feature_regularizer(masked, "lfm", {"after": "layer2.1", "p": 1.0, "fill": "zero"})
+    masked.lfm.train()
+    order, outputs = [], {}
+
+    def record(key):
+        def hook(_module, _inputs, output):
+            order.append(key[1])
+            outputs[key] = output
+        return hook
+
+    for label, model in (("masked", masked), ("plain", plain)):
+        for name, module in model.named_modules():
+            if name and "lfm" not in name:
+                module.register_forward_hook(record((label, name)))
+    layer3_inputs = {}
+    masked.layer3.register_forward_pre_hook(lambda _m, inputs: layer3_inputs.__setitem__("masked", inputs[0]))
+    plain.layer3.register_forward_pre_hook(lambda _m, inputs: layer3_inputs.__setitem__("plain", inputs[0]))
+    x = torch.rand(2, 3, 64, 32)
+    masked(x), plain(x)
+    executed_before = order[: order.index("layer2.1")]
+    for name in executed_before:
+        assert torch.equal(outputs[("masked", name)], outputs[("plain", name)]), name
+    changed = layer3_inputs["masked"] != layer3_inputs["plain"]
+    assert changed.any() and (layer3_inputs["masked"][changed] == 0).all()
+    assert not torch.equal(outputs[("masked", "layer3")], outputs[("plain", "layer3")])
