@@ -15,6 +15,8 @@ TINY_TRAIN = (
     "data.image_size=[64,32]",
     "data.val_ids=3",
     "logger.wandb.mode=offline",
+    "model.lfm.after=layer1",
+    "model.lfm.mask_ratio=0.25",
 )
 
 
@@ -53,8 +55,31 @@ def test_train_metrics_are_ranking_fractions(trained_run):
 def test_checkpoint_holds_the_lfm_model(trained_run):
     run_dir, _ = trained_run
     checkpoint = torch.load(run_dir / "checkpoints/best.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["hyper_parameters"]["lfm"]["after"] == "conv1"
+    assert checkpoint["hyper_parameters"]["lfm"]["after"] == "layer1"
+    assert checkpoint["hyper_parameters"]["lfm"]["mask_ratio"] == 0.25
     assert checkpoint["datamodule_hyper_parameters"]["image_size"] == [64, 32]
+
+
+def test_logged_masked_fraction_matches_the_configuration(trained_run):
+    run_dir, _ = trained_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = 0.5 * 16 / 64 * (0.02 + 0.4) / 2  # p x k/C (layer1 of a ResNet-18 has 64 channels) x mean area
+    assert metrics["train/lfm_expected_fraction/layer1_epoch"] == pytest.approx(expected)
+    assert metrics["train/lfm_masked_fraction/layer1_epoch"] == pytest.approx(expected, rel=0.5)
+
+
+@pytest.mark.parametrize("method", ["dropout2d", "dropblock", "random_erasing", "cutout"])
+def test_each_comparison_regularizer_trains_through_its_experiment(method, tmp_path, tiny_market):
+    result = run_entry_point(
+        "train.py", f"experiment={method}_resnet18_synthetic", "debug=fast", "trainer.limit_train_batches=1",
+        "data=market1501", f"data.root={tiny_market}", "data.image_size=[64,32]", "data.val_ids=3", "test=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"  {method}:\n" in config and f"{method}: null" not in config
+    assert "lfm: null" in config
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained_run, tmp_path):

@@ -431,3 +431,21 @@ def test_repr_lists_the_settings() -> None:
     for part in ["p=0.25", "mask_ratio=0.5", "area=(0.02, 0.4)", "fill='mean'", "region='band'",
                  "selection='sample'", "channel_sampling='without_replacement'", "aspect=(0.3, "]:
         assert part in text
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"selection": "batch", "channel_sampling": "with_replacement", "region": "band", "fill": "random"},
+     {"fill": "gaussian"}, {"fill": "mean"}],
+)
+def test_module_traces_under_torch_compile_without_graph_breaks(settings):
+    import torch._dynamo
+
+    module = LocalFeatureMasking(p=1.0, **settings).train()
+    x = torch.randn(4, 8, 16, 8)
+    explanation = torch._dynamo.explain(module)(x)
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
+    output = compiled(x)
+    assert output.shape == x.shape and 0 < module.masked_fraction < 1
