@@ -135,6 +135,17 @@ def test_bad_training_input_gives_one_line(tiny_market, tmp_path, overrides, fra
     assert_one_line_error(result, *fragments)
 
 
+def test_corrupt_image_stops_the_run_before_training(tiny_market, tmp_path):
+    data = tmp_path / "market"
+    shutil.copytree(tiny_market, data)
+    corrupt = sorted((data / "bounding_box_test").glob("0*.jpg"))[0]
+    corrupt.write_bytes(b"\xff\xd8 not a jpeg")
+    result = run_entry_point("train.py", "data=market1501", f"data.root={data}", "model.backbone=resnet18",
+                             f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(result, f"cannot read image {corrupt}")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_pretrained_weights_unavailable_offline(tiny_market, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = run_entry_point("train.py", "experiment=lfm_resnet50", f"data.root={tiny_market}", f"hydra.run.dir={tmp_path / 'run'}")

@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lfm.data.market import ReIDImageDataset, check_layout, hold_out_identities, ranking_dataset, read_split
+from lfm.data.market import ReIDImageDataset, check_images, check_layout, hold_out_identities, ranking_dataset, read_split
 from lfm.data.samplers import IdentityBalancedSampler
 from lfm.data.synthetic import ensure_synthetic_reid, resolve_synthetic_preset
 from lfm.data.transforms import eval_transform, train_transform
@@ -78,13 +78,16 @@ class ReIDDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         check_layout(self.root)
         if stage in (None, "fit", "validate") and self.train_set is None:
-            train, val_query, val_gallery = hold_out_identities(read_split(self.root, "train"), self.val_ids, self.seed)
+            samples = read_split(self.root, "train")
+            check_images(samples)
+            train, val_query, val_gallery = hold_out_identities(samples, self.val_ids, self.seed)
             labels = {pid: label for label, pid in enumerate(sorted({sample.pid for sample in train}))}
             self.train_set = ReIDImageDataset(train, self.train_transform, labels)
             if self.val_ids:
                 self.val_set = ranking_dataset(val_query, val_gallery, eval_transform(self.image_size))
         if stage in (None, "test", "predict") and self.test_set is None:
             query, gallery = read_split(self.root, "query"), read_split(self.root, "gallery")
+            check_images(query + gallery)
             self.test_set = ranking_dataset(query, gallery, eval_transform(self.image_size))
 
     @property

@@ -80,6 +80,16 @@ def load_image(path: Path) -> Image.Image:
         raise InputError(f"cannot read image {path} ({error}); replace or delete the file") from None
 
 
+def check_images(samples: list[ReIDSample]) -> None:
+    """Read every image's header, so that a file that is not an image stops the run at the
+    start rather than hours later (a truncated image is still only found when decoded)."""
+    for sample in samples:
+        try:
+            Image.open(sample.path).close()
+        except (OSError, UnidentifiedImageError) as error:
+            raise InputError(f"cannot read image {sample.path} ({error}); replace or delete the file") from None
+
+
 class ReIDImageDataset(Dataset):
     """Samples as dicts: image, label (training class, -1 if none), pid, camid, is_query, index."""
 
