@@ -64,8 +64,8 @@ def test_logged_masked_fraction_matches_the_configuration(trained_run):
     run_dir, _ = trained_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     expected = 0.5 * 16 / 64 * (0.02 + 0.4) / 2  # p x k/C (layer1 of a ResNet-18 has 64 channels) x mean area
-    assert metrics["train/lfm_expected_fraction/layer1_epoch"] == pytest.approx(expected)
-    assert metrics["train/lfm_masked_fraction/layer1_epoch"] == pytest.approx(expected, rel=0.5)
+    assert metrics["train/lfm_expected_fraction/layer1"] == pytest.approx(expected)
+    assert metrics["train/lfm_masked_fraction/layer1"] == pytest.approx(expected, rel=0.5)
 
 
 @pytest.mark.parametrize("method", ["dropout2d", "dropblock", "random_erasing", "cutout"])

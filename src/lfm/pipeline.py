@@ -70,7 +70,7 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         metrics = {
             key: float(value) for key, value in trainer.callback_metrics.items()
-            if key.startswith(("val/", "train/lfm_")) and not key.endswith("_step")
+            if key.startswith(("val/", "train/lfm_")) and not key.endswith(("_step", "_epoch"))
         }
         metrics["seed"] = cfg.seed
         metrics["epochs"] = trainer.current_epoch
