@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TRAIN_ARGS ?=
+SWEEP_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow bench
+.PHONY: help install train test test-slow bench sweep
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,6 +22,9 @@ install: $(INSTALLED) ## create .venv and install the package with its exact pin
 
 train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (2 CPU cores: about 8 min)
 	$(PY) src/train.py experiment=lfm_resnet18_synthetic $(TRAIN_ARGS)
+
+sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (2 CPU cores: a few minutes)
+	$(PY) src/sweep.py conf/sweep/demo.yaml $(SWEEP_ARGS)
 
 test: $(INSTALLED) ## the test suite (fast tests; no network)
 	$(PY) -m pytest -m "not slow" -q

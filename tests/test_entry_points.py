@@ -2,11 +2,12 @@
 
 import json
 import shutil
+import subprocess
 
 import pytest
 import torch
 
-from helpers import TINY_SCALE, run_entry_point
+from helpers import PROJECT_ROOT, TINY_SCALE, entry_point, run_entry_point
 
 TINY_TRAIN = (
     "experiment=lfm_resnet18_synthetic",
@@ -120,6 +121,9 @@ def assert_one_line_error(result, *fragments):
         (("model.backbone=resnet51",), ("model.backbone", "resnet18")),
         (("model.lfm.mask_ratio=1.5",), ("model.lfm", "mask_ratio", "1.5")),
         (("model.lfm.area=[0.5,0.1]",), ("model.lfm", "area")),
+        (("model.lfm.p=1.2",), ("model.lfm", "p must be in [0, 1]", "1.2")),
+        (("model.lfm.aspect=[0,2]",), ("model.lfm", "aspect")),
+        (("model.lfm.fill=purple",), ("model.lfm", "fill", "purple")),
         (("model.lfm.after=layer9",), ("model.lfm.after", "layer9", "layer1")),
         (("data.val_ids=100000",), ("data.val_ids",)),
         (("ckpt_path=/nonexistent/last.ckpt",), ("ckpt_path=/nonexistent/last.ckpt",)),
@@ -133,6 +137,43 @@ def test_bad_training_input_gives_one_line(tiny_market, tmp_path, overrides, fra
         *overrides, f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_one_line_error(result, *fragments)
+
+
+def remove_query_folder(root):
+    shutil.rmtree(root / "query")
+
+
+def empty_query_folder(root):
+    for path in (root / "query").iterdir():
+        path.unlink()
+
+
+def add_unparsable_name(root):
+    (root / "bounding_box_train" / "holiday_photo.jpg").write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragments"),
+    [
+        (remove_query_folder, ("is missing query/",)),
+        (empty_query_folder, ("query holds no usable images",)),
+        (add_unparsable_name, ("holiday_photo.jpg", "0002_c1s1_000451_03.jpg")),
+    ],
+)
+def test_wrong_layout_gives_one_line(tiny_market, tmp_path, damage, fragments):
+    data = tmp_path / "market"
+    shutil.copytree(tiny_market, data)
+    damage(data)
+    result = run_entry_point("train.py", "data=market1501", f"data.root={data}", "model.backbone=resnet18",
+                             f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(result, str(data), *fragments)
+
+
+def test_full_traceback_on_request(tmp_path):
+    command, env = entry_point("train.py", "model.lfm.p=7", f"hydra.run.dir={tmp_path / 'run'}")
+    env["HYDRA_FULL_ERROR"] = "1"
+    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "InputError" in result.stderr
 
 
 def test_corrupt_image_stops_the_run_before_training(tiny_market, tmp_path):

@@ -1,10 +1,10 @@
 """The one reader of run outputs: every run under a directory -> one tidy table (CSV).
 
 A run is a directory holding `metrics.json` (written by src/train.py or src/eval.py) next to
-its resolved `config.yaml`; a `robustness.json` beside them adds robustness columns. One row
-per run: where it is, its parameters (the important ones, plus any other config key that
-differs between the runs collected, which is what a sweep varies), its seed and its scalar
-metrics.
+its resolved `config.yaml`. One row per run: where it is, its parameters (the important ones,
+plus any other config key that differs between the runs collected, which is what a sweep
+varies), its seed and its scalar metrics: clean (test/*, val/*), LFM's masked fractions, and
+robustness under attack (attack/<method>/<loss>/eps<eps>/<metric>, from src/eval.py attack=...).
 
     python -m lfm.results outputs/sweeps/demo [--out table.csv]
 """
@@ -24,7 +24,6 @@ from lfm.errors import InputError
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
-ROBUSTNESS_FILE = "robustness.json"
 PARAMETER_KEYS = (
     "model.backbone",
     "model.lfm.after",
@@ -54,6 +53,8 @@ HEADLINE_METRICS = ("test/rank1", "test/mAP", "val/mAP_best")
 # Config keys that differ between any two runs without being parameters of the experiment.
 BOOKKEEPING_PREFIXES = ("paths.", "run_name", "ckpt_path", "data.root")
 IDENTITY_COLUMNS = ("run_dir", "run_name", "task", "seed", "regularizer")
+# Width of the printed table when the output is a file or a pipe (no terminal to fit).
+FILE_WIDTH = 200
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -94,18 +95,13 @@ def read_run(run_dir: Path) -> tuple[dict, dict]:
     """(flattened config, scalar metrics) of one run directory."""
     config_path = run_dir / CONFIG_FILE
     config = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.is_file() else {}
-    metrics = scalar_metrics(read_json(run_dir / METRICS_FILE))
-    robustness_path = run_dir / ROBUSTNESS_FILE
-    if robustness_path.is_file():
-        robustness = scalar_metrics(read_json(robustness_path))
-        metrics.update({key if key.startswith("robustness/") else f"robustness/{key}": value
-                        for key, value in robustness.items()})
-    return flatten(config or {}), metrics
+    return flatten(config or {}), scalar_metrics(read_json(run_dir / METRICS_FILE))
 
 
 def regularizer_label(config: dict) -> str:
     """The regularizers a run used, e.g. 'lfm', 'lfm+random_erasing', or 'none'."""
-    active = [name for name, key in REGULARIZER_KEYS.items() if any(flat_key.startswith(f"{key}.") for flat_key in config)]
+    active = [name for name, key in REGULARIZER_KEYS.items()
+              if any(flat_key.startswith(f"{key}.") for flat_key in config)]
     return "+".join(active) or "none"
 
 
@@ -187,6 +183,12 @@ def format_cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def table_console() -> Console:
+    """A console that fits the terminal, or is wide enough not to wrap the table in a log file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=FILE_WIDTH)
+
+
 def print_table(rows: list[dict], title: str, console: Console | None = None) -> None:
     table = Table(title=title)
     columns = summary_columns(rows)
@@ -194,7 +196,7 @@ def print_table(rows: list[dict], title: str, console: Console | None = None) ->
         table.add_column(column, justify="right" if column in HEADLINE_METRICS else "left")
     for row in rows:
         table.add_row(*(format_cell(row.get(column, "")) for column in columns))
-    (console or Console()).print(table)
+    (console or table_console()).print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

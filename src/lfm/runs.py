@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+import uuid
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,15 +21,22 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 RESULT_FILES = ("metrics.json", "checkpoints")
 
 
-def claim_run_dir(run_dir: Path) -> None:
-    """Refuse to reuse a directory that already holds a finished run's results."""
-    taken = [name for name in RESULT_FILES if (run_dir / name).exists()]
+def claim_run_dir(run_dir: Path, resuming: bool = False) -> None:
+    """Refuse to reuse a directory that already holds a run's results (or, unless resuming
+    that run, its checkpoints)."""
+    taken = [name for name in RESULT_FILES if (run_dir / name).exists() and not (resuming and name == "checkpoints")]
     if taken:
         raise InputError(
             f"output directory {run_dir} already holds {', '.join(taken)}; choose another hydra.run.dir "
             f"(earlier results are never overwritten)"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def unfinished_run_checkpoint(run_dir: Path) -> Path | None:
+    """`run_dir`'s last checkpoint if it holds a training run that did not finish, else None."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return last if last.is_file() and not (run_dir / "metrics.json").exists() else None
 
 
 def git_commit() -> str | None:
@@ -52,18 +60,34 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def save_run_info(run_dir: Path, cfg: DictConfig) -> None:
-    """Write config.yaml (resolved) and run.json (seed, command, commit, versions)."""
+def save_run_info(run_dir: Path, cfg: DictConfig) -> dict:
+    """Write config.yaml (resolved) and run.json (seed, command, commit, versions, W&B id).
+
+    A resumed run keeps its run.json (and so its W&B id) and records the resumption in it.
+    The W&B id is WANDB_RUN_ID when set (a `wandb agent` sets it so the run joins its sweep).
+    Returns the run.json contents.
+    """
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    info = {
-        "seed": cfg.get("seed"),
+    start = {
         "command": [sys.executable, *sys.argv],
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "host": platform.node(),
-        "versions": package_versions(),
     }
-    write_json(run_dir / "run.json", info)
+    path = run_dir / "run.json"
+    if path.is_file():
+        info = json.loads(path.read_text())
+        info.setdefault("resumed", []).append(start)
+    else:
+        wandb_id = os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
+        info = {"seed": cfg.get("seed"), **start, "versions": package_versions(), "wandb_id": wandb_id}
+    write_json(path, info)
+    return info
+
+
+def read_run_info(run_dir: Path) -> dict:
+    """run.json as rank 0 wrote it (for the other DDP ranks)."""
+    return json.loads((run_dir / "run.json").read_text())
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -84,11 +108,17 @@ def resolve_wandb_mode(mode: str) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def build_loggers(logger_cfg: DictConfig, run_dir: Path, run_name: str, config: dict) -> list[Logger]:
-    """A CSV logger (run_dir/csv/metrics.csv) and, unless disabled, a W&B run saved in run_dir/wandb."""
+def build_loggers(logger_cfg: DictConfig, run_dir: Path, run_name: str, config: dict, run_info: dict) -> list[Logger]:
+    """A CSV logger and, unless disabled, a W&B run saved in run_dir/wandb under run.json's id.
+
+    The CSV log is run_dir/csv/metrics.csv; each resumption writes csv/resumed_<n>/metrics.csv
+    (Lightning's CSV logger would replace an existing file).
+    """
     loggers: list[Logger] = []
     if logger_cfg.get("csv", True):
-        loggers.append(CSVLogger(save_dir=run_dir, name="csv", version=""))
+        resumptions = len(run_info.get("resumed", []))
+        version = f"resumed_{resumptions}" if resumptions else ""
+        loggers.append(CSVLogger(save_dir=run_dir, name="csv", version=version))
     wandb_cfg = logger_cfg.get("wandb")
     if wandb_cfg is None:
         return loggers
@@ -106,6 +136,7 @@ def build_loggers(logger_cfg: DictConfig, run_dir: Path, run_name: str, config: 
         WandbLogger(
             project=wandb_cfg.get("project", "lfm"),
             name=run_name,
+            id=run_info["wandb_id"],
             save_dir=str(run_dir),
             group=wandb_cfg.get("group"),
             tags=list(wandb_cfg.get("tags") or []),

@@ -159,3 +159,23 @@ def test_bad_optimizer_settings_name_the_key(settings, key):
 def test_bad_loss_settings_name_the_key(key, value):
     with pytest.raises(InputError, match=f"model.{key}"):
         ReIDModule(backbone="resnet18", num_classes=4, optimizer=OPTIMIZER, scheduler=SCHEDULER, **{key: value})
+
+
+def test_channels_last_and_compile_keep_checkpoints_compatible():
+    settings = dict(backbone="resnet18", num_classes=4, optimizer=OPTIMIZER, scheduler=SCHEDULER, lfm=PAPER_LFM)
+    plain = ReIDModule(**settings)
+    fast = ReIDModule(**settings, channels_last=True, compile=True)
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    assert fast.net._compiled_call_impl is not None
+
+
+def test_channels_last_gives_the_same_features():
+    settings = dict(backbone="resnet18", num_classes=4, optimizer=OPTIMIZER, scheduler=SCHEDULER, lfm=PAPER_LFM)
+    plain, fast = ReIDModule(**settings).eval(), ReIDModule(**settings, channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+    assert fast.net.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = {"image": torch.rand(2, 3, 64, 32)}
+    assert fast.images(batch).is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = plain.net.retrieval_features(batch["image"])
+        assert torch.allclose(fast.net.retrieval_features(fast.images(batch)), expected, atol=1e-4)

@@ -96,10 +96,9 @@ class ReIDDataModule(L.LightningDataModule):
         return len(self.train_set.labels)
 
     def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=batch_size, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, **kwargs,
-        )
+        # Workers are not persistent: each epoch's workers are seeded from the global random
+        # state, which checkpoints carry, so a resumed run draws the same augmentations.
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         if self.sampler == "identity_balanced":

@@ -88,6 +88,8 @@ class ReIDModule(L.LightningModule):
         distance: str = "cosine",
         flip_test: bool = True,
         ap: str = "standard",
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -98,13 +100,23 @@ class ReIDModule(L.LightningModule):
         self.net = ReIDNet(
             backbone, num_classes, lfm, pretrained, last_stride, embedding_dim, dropout, dropout2d, dropblock
         )
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile()  # in place: parameter names, checkpoints and hooks stay as they are
         self.val_ranking = ReIDRankingMetric(distance=distance, ap=ap)
         self.test_ranking = ReIDRankingMetric(distance=distance, ap=ap)
         self.best_val_map = 0.0
         self.test_results: dict = {}
 
+    def images(self, batch: dict) -> torch.Tensor:
+        """The batch's images, in the network's memory format."""
+        if self.hparams.channels_last:
+            return batch["image"].contiguous(memory_format=torch.channels_last)
+        return batch["image"]
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        outputs = self.net(batch["image"])
+        outputs = self.net(self.images(batch))
         cross_entropy = F.cross_entropy(outputs["logits"], batch["label"], label_smoothing=self.hparams.label_smoothing)
         loss = cross_entropy
         self.log("train/ce", cross_entropy, prog_bar=False)
@@ -118,7 +130,7 @@ class ReIDModule(L.LightningModule):
         return loss
 
     def _update_ranking(self, metric: ReIDRankingMetric, batch: dict) -> None:
-        features = self.net.retrieval_features(batch["image"], flip=self.hparams.flip_test)
+        features = self.net.retrieval_features(self.images(batch), flip=self.hparams.flip_test)
         metric.update(features, batch["pid"], batch["camid"], batch["is_query"], batch["index"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
