@@ -35,3 +35,4 @@ test-slow: $(INSTALLED) ## the slower end-to-end tests
 bench: $(INSTALLED) ## speed benchmarks (each prints a table)
 	$(PY) benchmarks/bench_evaluate_ranking.py
 	$(PY) benchmarks/bench_masking.py
+	$(PY) benchmarks/bench_training_loop.py
