@@ -14,7 +14,7 @@ CONFIG_KEY = "callbacks.lfm"
 
 
 def insertion_label(module_name: str) -> str:
-    """'net.lfm.layer2__1' -> 'layer2.1': the insertion point of an inserted module."""
+    """'net.regularizers.lfm.layer2__1' -> 'layer2.1': the insertion point of an inserted module."""
     return module_name.rsplit(".", 1)[-1].replace("__", ".")
 
 

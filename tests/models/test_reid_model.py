@@ -36,8 +36,8 @@ def test_bnneck_head_without_linear():
 def test_lfm_is_inserted_after_the_named_layer_and_off_in_eval():
     torch.manual_seed(0)
     net = ReIDNet("resnet18", num_classes=4, lfm={**PAPER_LFM, "after": ["conv1", "layer1"]})
-    assert list(net.lfm) == ["conv1", "layer1"]
-    assert all(isinstance(module, LocalFeatureMasking) for module in net.lfm.values())
+    assert list(net.regularizers["lfm"]) == ["conv1", "layer1"]
+    assert all(isinstance(module, LocalFeatureMasking) for module in net.regularizers["lfm"].values())
     plain = ReIDNet("resnet18", num_classes=4)
     plain.load_state_dict(net.state_dict())
     images = torch.rand(2, 3, 64, 32)

@@ -10,7 +10,7 @@ from torch import nn
 
 from lfm.errors import InputError
 from lfm.models.backbones import RESNETS, build_backbone, load_pretrained
-from lfm.models.regularizers import attach_feature_regularizer
+from lfm.models.regularizers import attach_feature_regularizers
 from lfm.models.reid import build_optimizer
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -45,9 +45,9 @@ class ClassificationNet(nn.Module):
         load_pretrained(self.backbone, backbone, pretrained)
         if small_input:
             use_small_input_stem(self.backbone, backbone)
-        self.lfm = attach_feature_regularizer(self.backbone, "lfm", lfm)
-        self.dropout2d = attach_feature_regularizer(self.backbone, "dropout2d", dropout2d)
-        self.dropblock = attach_feature_regularizer(self.backbone, "dropblock", dropblock)
+        self.regularizers = attach_feature_regularizers(
+            self.backbone, lfm=lfm, dropout2d=dropout2d, dropblock=dropblock
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(self.backbone.out_channels, num_classes)
 

@@ -55,3 +55,14 @@ def attach_feature_regularizer(
     except ValueError as error:
         raise InputError(f"{config_key}.after: {error}") from None
     return modules
+
+
+def attach_feature_regularizers(backbone: nn.Module, **settings: Mapping | None) -> nn.ModuleDict:
+    """Insert each configured feature regularizer (`lfm`, `dropout2d`, `dropblock`; None = off).
+
+    Returns the inserted modules keyed by regularizer, then by insertion point; keep the
+    result registered in the model so `.train()`, `.eval()` and `.to()` reach them.
+    """
+    return nn.ModuleDict(
+        {key: attach_feature_regularizer(backbone, key, settings.get(key)) for key in FEATURE_REGULARIZERS}
+    )

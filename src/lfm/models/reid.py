@@ -13,7 +13,7 @@ from lfm.metrics.reid import ReIDRankingMetric
 from lfm.models.backbones import build_backbone, load_pretrained
 from lfm.models.heads import ReIDHead
 from lfm.models.losses import batch_hard_triplet_loss
-from lfm.models.regularizers import attach_feature_regularizer
+from lfm.models.regularizers import attach_feature_regularizers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,9 +41,9 @@ class ReIDNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.backbone = build_backbone(backbone, last_stride)
         load_pretrained(self.backbone, backbone, pretrained)
-        self.lfm = attach_feature_regularizer(self.backbone, "lfm", lfm)
-        self.dropout2d = attach_feature_regularizer(self.backbone, "dropout2d", dropout2d)
-        self.dropblock = attach_feature_regularizer(self.backbone, "dropblock", dropblock)
+        self.regularizers = attach_feature_regularizers(
+            self.backbone, lfm=lfm, dropout2d=dropout2d, dropblock=dropblock
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = ReIDHead(self.backbone.out_channels, num_classes, embedding_dim, dropout)
 
