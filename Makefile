@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TRAIN_ARGS ?=
 SWEEP_ARGS ?=
+STUDY ?= embedded
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow bench sweep
+.PHONY: help install train test test-slow bench sweep study
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,6 +26,9 @@ train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic d
 
 sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (2 CPU cores: a few minutes)
 	$(PY) src/sweep.py conf/sweep/demo.yaml $(SWEEP_ARGS)
+
+study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 75 min on 2 CPU cores; STUDY=full: real data, GPU)
+	$(PY) src/study.py $(STUDY)
 
 test: $(INSTALLED) ## the test suite (fast tests; no network)
 	$(PY) -m pytest -m "not slow" -q

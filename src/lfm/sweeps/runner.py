@@ -86,10 +86,10 @@ def set_aside(run_dir: Path, attempts_dir: Path) -> None:
 
 
 def execute(command: list[str], run_dir: Path) -> tuple[int, float]:
-    """Run one training process with its output in run_dir/{stdout,stderr}.log; (exit code, seconds)."""
-    run_dir.mkdir(parents=True)
+    """Run one process with its output appended to run_dir/{stdout,stderr}.log; (exit code, seconds)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with (run_dir / "stdout.log").open("w") as stdout, (run_dir / "stderr.log").open("w") as stderr:
+    with (run_dir / "stdout.log").open("a") as stdout, (run_dir / "stderr.log").open("a") as stderr:
         returncode = subprocess.run(command, stdout=stdout, stderr=stderr, env=os.environ.copy()).returncode
     return returncode, time.perf_counter() - start
 

@@ -1,0 +1,284 @@
+"""The study's report: one table per question (mean +/- std over seeds and the paired difference
+to the reference with a 95% t-interval), the claims' verdicts, figures, commands and versions.
+
+Written under the study directory: report.md, tables/{runs,summary,claims}.csv, figures/*.png.
+"""
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
+
+from lfm.study.spec import ATTACK, CROSS, TRAIN, StudySpec, study_steps
+from lfm.study.stats import Difference, paired_difference, summarize
+
+METRICS = ("mAP", "rank1")
+ALL_ATTACKS = "mean over attacks"   # the robustness setting the claims use: mAP averaged over every attack and eps
+
+
+def attack_label(row: dict) -> str:
+    return f"{row['method']}/{row['loss']} eps{row['eps']:g}"
+
+
+def collect_results(spec: StudySpec, runs_dir: Path) -> list[dict]:
+    """One row per (question, setting, method, seed, metric) from the finished steps' files."""
+    rows = []
+
+    def add(question: str, setting: str, step, values: dict) -> None:
+        for metric in METRICS:
+            rows.append({"question": question, "setting": setting, "method": step.method, "seed": step.seed,
+                         "metric": metric, "value": values[metric]})
+
+    for step in study_steps(spec):
+        run_dir = runs_dir / step.key
+        if not (run_dir / "metrics.json").is_file():
+            continue
+        if step.kind == ATTACK:
+            table = json.loads((run_dir / "robustness.json").read_text())["rows"]
+            attacked = [row for row in table if row["method"] != "clean" and row["eps"] > 0]
+            for row in attacked:
+                add("robustness", f"{step.domain}: {attack_label(row)}", step, row)
+            add("robustness", f"{step.domain}: {ALL_ATTACKS}", step,
+                {metric: sum(row[metric] for row in attacked) / len(attacked) for metric in METRICS})
+            continue
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        values = {metric: metrics[f"test/{metric}"] for metric in METRICS}
+        if step.kind == TRAIN:
+            add("in_domain", step.domain, step, values)
+        else:
+            add("cross_domain", f"{step.domain} -> {step.target}", step, values)
+    return rows
+
+
+def by_seed(rows: list[dict]) -> dict[tuple, dict[int, float]]:
+    """(question, setting, method, metric) -> {seed: value}."""
+    table: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for row in rows:
+        table[(row["question"], row["setting"], row["method"], row["metric"])][row["seed"]] = row["value"]
+    return table
+
+
+def summary_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
+    """Per (question, setting, method, metric): mean, std, seeds, and the difference to the baseline."""
+    values = by_seed(rows)
+    summary = []
+    for (question, setting, method, metric), seeds in values.items():
+        stats = summarize(list(seeds.values()))
+        difference = paired_difference(seeds, values.get((question, setting, spec.baseline, metric), {}))
+        summary.append({
+            "question": question, "setting": setting, "method": method, "metric": metric,
+            "mean": stats.mean, "std": stats.std, "seeds": stats.n,
+            "diff_to_baseline": difference.mean, "diff_low": difference.low, "diff_high": difference.high,
+        })
+    return summary
+
+
+def claim_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
+    """Each claim's verdict on mAP, for every setting of its question (robustness: the mean over attacks)."""
+    values = by_seed(rows)
+    verdicts = []
+    for claim in spec.claims:
+        settings = sorted({setting for question, setting, _, _ in values if question == claim.question
+                           and (claim.question != "robustness" or setting.endswith(ALL_ATTACKS))})
+        for setting in settings:
+            difference = paired_difference(values.get((claim.question, setting, claim.method, "mAP"), {}),
+                                           values.get((claim.question, setting, claim.reference, "mAP"), {}))
+            verdicts.append({"claim": claim.text, "question": claim.question, "setting": setting,
+                             "method": claim.method, "reference": claim.reference, "metric": "mAP",
+                             "difference": difference.mean, "low": difference.low, "high": difference.high,
+                             "seeds": difference.n, "verdict": difference.verdict})
+    return verdicts
+
+
+def mean_std(mean: float, std: float) -> str:
+    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def signed_interval(difference: Difference) -> str:
+    if math.isnan(difference.mean):
+        return "–"
+    if math.isnan(difference.low):
+        return f"{difference.mean:+.4f}"
+    return f"{difference.mean:+.4f} [{difference.low:+.4f}, {difference.high:+.4f}]"
+
+
+def markdown_table(header: list[str], lines: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(line) + " |" for line in lines])
+
+
+def comparison_table(spec: StudySpec, summary: list[dict], question: str, setting: str) -> str:
+    """Methods as rows: each metric's mean ± std and its difference to the baseline."""
+    cells = {(row["method"], row["metric"]): row for row in summary
+             if row["question"] == question and row["setting"] == setting}
+    header = ["method", "seeds", *METRICS, *(f"Δ{metric} vs {spec.baseline} (95% CI)" for metric in METRICS)]
+    lines = []
+    for method in spec.methods:
+        if (method, METRICS[0]) not in cells:
+            continue
+        rows = [cells[(method, metric)] for metric in METRICS]
+        differences = ["(reference)" if method == spec.baseline else
+                       signed_interval(Difference(r["diff_to_baseline"], r["diff_low"], r["diff_high"], r["seeds"]))
+                       for r in rows]
+        lines.append([method, str(rows[0]["seeds"]), *(mean_std(r["mean"], r["std"]) for r in rows), *differences])
+    return markdown_table(header, lines)
+
+
+def settings_of(summary: list[dict], question: str) -> list[str]:
+    return sorted({row["setting"] for row in summary if row["question"] == question})
+
+
+def plot_bars(spec: StudySpec, summary: list[dict], question: str, path: Path) -> None:
+    """Bars of each metric per method (mean, std error bars), one panel per setting and metric."""
+    settings = settings_of(summary, question)
+    figure = Figure(figsize=(5 * len(METRICS), 3.2 * len(settings)))
+    axes = figure.subplots(len(settings), len(METRICS), squeeze=False)
+    for axes_row, setting in zip(axes, settings):
+        for axis, metric in zip(axes_row, METRICS):
+            cells = {row["method"]: row for row in summary
+                     if row["question"] == question and row["setting"] == setting and row["metric"] == metric}
+            methods = [method for method in spec.methods if method in cells]
+            means = [cells[m]["mean"] for m in methods]
+            errors = [0.0 if math.isnan(cells[m]["std"]) else cells[m]["std"] for m in methods]
+            colours = ["0.55" if m == spec.baseline else f"C{i}" for i, m in enumerate(methods)]
+            axis.bar(range(len(methods)), means, yerr=errors, capsize=3, color=colours)
+            axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+            axis.set_ylabel(metric)
+            axis.set_title(setting, fontsize=9)
+            axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def plot_attack_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
+    """mAP against eps per attack, one line per method (mean over seeds, std band); False if no attack ran."""
+    curves: dict[tuple, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for step in study_steps(spec):
+        result = runs_dir / step.key / "robustness.json"
+        if step.kind != ATTACK or not (runs_dir / step.key / "metrics.json").is_file():
+            continue
+        table = json.loads(result.read_text())["rows"]
+        clean = next(row for row in table if row["method"] == "clean")
+        for row in table:
+            if row["method"] != "clean":
+                points = curves[(step.domain, row["method"], row["loss"])][step.method]
+                points[row["eps"]].append(row["mAP"])
+                if 0.0 not in points or len(points[0.0]) < len(points[row["eps"]]):
+                    points[0.0].append(clean["mAP"])
+    if not curves:
+        return False
+    figure = Figure(figsize=(4.5 * len(curves), 3.6))
+    axes = figure.subplots(1, len(curves), squeeze=False)[0]
+    for axis, ((domain, method, loss), per_method) in zip(axes, sorted(curves.items())):
+        for index, name in enumerate(m for m in spec.methods if m in per_method):
+            eps = sorted(per_method[name])
+            stats = [summarize(per_method[name][e]) for e in eps]
+            means = [s.mean for s in stats]
+            spread = [0.0 if math.isnan(s.std) else s.std for s in stats]
+            colour = "0.4" if name == spec.baseline else f"C{index}"
+            axis.plot(eps, means, marker="o", label=name, color=colour)
+            axis.fill_between(eps, [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)],
+                              color=colour, alpha=0.15)
+        axis.set_title(f"{domain}: {method} / {loss}", fontsize=9)
+        axis.set_xlabel("eps (x 1/255)")
+        axis.set_ylabel("mAP")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return True
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        if rows:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def recipe_lines(spec: StudySpec, runs_dir: Path) -> list[str]:
+    """What the models were: the baseline's resolved training config (first finished seed)."""
+    for step in study_steps(spec):
+        config_path = runs_dir / step.key / "config.yaml"
+        if step.kind == TRAIN and step.method == spec.baseline and config_path.is_file():
+            config = OmegaConf.load(config_path)
+            size = list(config.data.image_size)
+            return [f"- Backbone {config.model.backbone} (pretrained: {config.model.pretrained}), "
+                    f"input {size[0]}x{size[1]}, {config.trainer.max_epochs} epochs, batch {config.data.batch_size}, "
+                    f"{config.model.optimizer.name} lr {config.model.optimizer.lr}, {config.model.scheduler.name} schedule, "
+                    f"precision {config.trainer.precision}."]
+    return []
+
+
+def provenance(spec: StudySpec, runs_dir: Path) -> dict:
+    for step in study_steps(spec):
+        info_path = runs_dir / step.key / "run.json"
+        if info_path.is_file():
+            return json.loads(info_path.read_text())
+    return {}
+
+
+def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
+    """Write report.md, the CSV tables and the figures from every finished step; return report.md's path."""
+    runs_dir = out_dir / "runs"
+    rows = collect_results(spec, runs_dir)
+    summary = summary_rows(spec, rows)
+    claims = claim_rows(spec, rows)
+    write_csv(out_dir / "tables" / "runs.csv", rows)
+    write_csv(out_dir / "tables" / "summary.csv", summary)
+    write_csv(out_dir / "tables" / "claims.csv", claims)
+    figures = out_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    steps = study_steps(spec)
+    records = [state["steps"].get(step.key, {}) for step in steps]
+    finished = sum(record.get("status") == "finished" or (runs_dir / step.key / "metrics.json").is_file()
+                   for step, record in zip(steps, records))
+    minutes = sum(record.get("seconds", 0) for record in records) / 60
+    lines = [f"# Study `{spec.name}`: do the paper's claims hold?", ""]
+    if spec.description:
+        lines += [spec.description.strip(), ""]
+    lines += [f"{finished} of {len(steps)} steps finished ({minutes:.0f} min of step time recorded). "
+              f"Seeds {list(spec.seeds)}; differences are paired by seed, with a 95% t-interval over seeds. "
+              "A claim *held* when the whole interval is above zero, is *contradicted* when it is below, "
+              "and is *not shown* when the interval contains zero.", ""]
+    lines += ["## Verdicts", ""]
+    lines += [markdown_table(
+        ["claim", "setting", "method − reference", "ΔmAP (95% CI)", "seeds", "verdict"],
+        [[c["claim"], c["setting"], f"{c['method']} − {c['reference']}",
+          signed_interval(Difference(c["difference"], c["low"], c["high"], c["seeds"])), str(c["seeds"]),
+          f"**{c['verdict']}**"] for c in claims]), ""]
+    sections = [("in_domain", "In-domain re-ID (test split of the training dataset)"),
+                ("cross_domain", "Cross-domain re-ID (trained on one dataset, tested on another)")]
+    for question, title in sections:
+        lines += [f"## {title}", ""]
+        for setting in settings_of(summary, question):
+            lines += [f"### {setting}", "", comparison_table(spec, summary, question, setting), ""]
+        if settings_of(summary, question):
+            plot_bars(spec, summary, question, figures / f"{question}.png")
+            lines += [f"![{question}](figures/{question}.png)", ""]
+    lines += ["## Under white-box attack (attacked queries, clean gallery; eps in 1/255)", ""]
+    for setting in settings_of(summary, "robustness"):
+        lines += [f"### {setting}", "", comparison_table(spec, summary, "robustness", setting), ""]
+    if plot_attack_curves(spec, runs_dir, figures / "robustness.png"):
+        lines += ["![robustness](figures/robustness.png)", ""]
+    lines += ["## Setup", "", *recipe_lines(spec, runs_dir)]
+    lines += [f"- `{method}`: `{' '.join(overrides)}`" for method, overrides in spec.methods.items()]
+    lines += [f"- Every training run: `{' '.join(spec.train_overrides)}`" if spec.train_overrides else "",
+              f"- Attack evaluation: `{' '.join(spec.attack_overrides)}`" if spec.attack_overrides else "", ""]
+    info = provenance(spec, runs_dir)
+    lines += ["## Reproduce", "", "```", f"python src/study.py {spec.path}", "```", "",
+              "Each step's exact command is in `study_state.json`; each run directory holds its resolved "
+              "config.yaml, run.json (seed, git commit, versions) and metrics.json. Tables: `tables/summary.csv`, "
+              "`tables/claims.csv`, `tables/runs.csv`.", ""]
+    if info:
+        versions = ", ".join(f"{name} {value}" for name, value in info.get("versions", {}).items())
+        lines += [f"Git commit {info.get('git_commit')}; {versions}.", ""]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return report

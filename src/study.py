@@ -1,0 +1,49 @@
+"""Run the comparison study and write its report:  python src/study.py [embedded | full | path/to/study.yaml].
+
+Running the same command again continues a stopped study; --report-only rewrites the report from
+the steps finished so far.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from lfm.errors import InputError
+from lfm.study.runner import STATE_FILE, load_state, run_study
+from lfm.study.report import write_report
+from lfm.study.spec import load_study, study_steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("study", nargs="?", default="embedded",
+                        help="a study name (conf/study/<name>.yaml) or a study file (default: embedded)")
+    parser.add_argument("--out", type=Path, help="output directory (default: outputs/study/<name>); "
+                        "the same directory again resumes the study")
+    parser.add_argument("--dry-run", action="store_true", help="check the study file and list its steps")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the finished steps")
+    args = parser.parse_args()
+    try:
+        if args.dry_run:
+            spec = load_study(args.study)
+            for step in study_steps(spec):
+                print(step.key)
+            return 0
+        if args.report_only:
+            spec = load_study(args.study)
+            out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
+            print(f"Report: {write_report(spec, out_dir, load_state(out_dir / STATE_FILE, spec))}")
+            return 0
+        result = run_study(args.study, out_dir=args.out)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if result.failed:
+        print(f"{len(result.failed)} step(s) did not finish; see {result.out_dir / STATE_FILE}; "
+              f"run the same command again to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
