@@ -94,6 +94,19 @@ def claim_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
     return verdicts
 
 
+def plain_answer(claims: list[dict]) -> list[str]:
+    """One sentence per verdict: which claims held on this data and which did not."""
+    sentences = {"held": "Held on this data", "contradicted": "Contradicted (the reference did better)",
+                 "not shown": "Not shown (the difference is within seed-to-seed noise)",
+                 "untested (one seed)": "Untested (one seed gives no interval)"}
+    lines = []
+    for verdict, sentence in sentences.items():
+        chosen = [f"{c['claim']} ({c['setting']})" for c in claims if c["verdict"] == verdict]
+        if chosen:
+            lines.append(f"- {sentence}: " + "; ".join(chosen) + ".")
+    return lines
+
+
 def mean_std(mean: float, std: float) -> str:
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
@@ -253,6 +266,7 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
         [[c["claim"], c["setting"], f"{c['method']} − {c['reference']}",
           signed_interval(Difference(c["difference"], c["low"], c["high"], c["seeds"])), str(c["seeds"]),
           f"**{c['verdict']}**"] for c in claims]), ""]
+    lines += [*plain_answer(claims), ""]
     sections = [("in_domain", "In-domain re-ID (test split of the training dataset)"),
                 ("cross_domain", "Cross-domain re-ID (trained on one dataset, tested on another)")]
     for question, title in sections:

@@ -113,7 +113,7 @@ def remaining_time(state: dict, steps: list[Step], done: set[str]) -> str:
 def run_study(name_or_path: str, out_dir: Path | None = None, interpreter: str = sys.executable,
               console: Console | None = None) -> StudyResult:
     """Run every step not finished yet, then write the report from all finished steps."""
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, soft_wrap=True)
     spec = load_study(name_or_path)
     steps = study_steps(spec)
     out_dir = Path(out_dir or Path("outputs") / "study" / spec.name).resolve()

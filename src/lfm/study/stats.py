@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 def student_t_cdf(t: float, df: int) -> float:
@@ -20,6 +21,7 @@ def student_t_cdf(t: float, df: int) -> float:
     return 0.5 + total * step / 3
 
 
+@lru_cache(maxsize=None)
 def student_t_quantile(q: float, df: int) -> float:
     """The `q` quantile of Student's t with `df` degrees of freedom (bisection on the CDF)."""
     if not 0.5 <= q < 1:

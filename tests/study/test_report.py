@@ -1,0 +1,91 @@
+"""The report from hand-made run files: numbers, intervals and verdicts are what the files imply."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from lfm.study.report import write_report
+from lfm.study.spec import load_study, study_steps
+from lfm.study.stats import student_t_quantile
+
+STUDY = {
+    "name": "made", "seeds": [0, 1, 2], "baseline": "baseline",
+    "methods": {"baseline": [], "lfm": [], "worse": []},
+    "domains": [{"train": "synthetic_market", "cross": ["synthetic_duke"]}],
+    "attack_overrides": ["attack=literature"],
+    "claims": [
+        {"text": "LFM helps", "question": "in_domain", "method": "lfm", "reference": "baseline"},
+        {"text": "worse hurts", "question": "in_domain", "method": "worse", "reference": "baseline"},
+        {"text": "LFM is robust", "question": "robustness", "method": "lfm", "reference": "baseline"},
+        {"text": "LFM transfers", "question": "cross_domain", "method": "lfm", "reference": "baseline"},
+    ],
+}
+IN_DOMAIN = {"baseline": [0.40, 0.42, 0.41], "lfm": [0.45, 0.46, 0.47], "worse": [0.30, 0.33, 0.31]}
+CROSS = {"baseline": [0.10, 0.12, 0.11], "lfm": [0.13, 0.10, 0.12], "worse": [0.1, 0.1, 0.1]}
+
+
+def make_runs(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(STUDY))
+    spec = load_study(str(path))
+    runs = tmp_path / "out" / "runs"
+    for step in study_steps(spec):
+        run_dir = runs / step.key
+        run_dir.mkdir(parents=True)
+        index = step.seed
+        if step.kind == "train":
+            value = IN_DOMAIN[step.method][index]
+            (run_dir / "config.yaml").write_text(
+                "data: {image_size: [64, 32], batch_size: 32}\nmodel: {backbone: resnet18, pretrained: false, "
+                "optimizer: {name: sgd, lr: 0.05}, scheduler: {name: cosine}}\ntrainer: {max_epochs: 12, precision: 32-true}\n")
+        elif step.kind == "cross":
+            value = CROSS[step.method][index]
+        else:
+            value = IN_DOMAIN[step.method][index]
+            rows = [{"mode": "white-box", "method": "clean", "loss": "none", "eps": 0.0, "mAP": value, "rank1": value}]
+            rows += [{"mode": "white-box", "method": "ifgsm", "loss": "sma", "eps": eps, "mAP": value / (1 + eps),
+                      "rank1": value / (1 + eps)} for eps in (2.0, 8.0)]
+            (run_dir / "robustness.json").write_text(json.dumps({"rows": rows}))
+        (run_dir / "metrics.json").write_text(json.dumps({"test/mAP": value, "test/rank1": value + 0.2}))
+    return spec, tmp_path / "out"
+
+
+def read(path):
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_summary_and_claims_follow_from_the_files(tmp_path):
+    spec, out_dir = make_runs(tmp_path)
+    report = write_report(spec, out_dir, {"steps": {}}).read_text()
+    summary = {(r["question"], r["setting"], r["method"], r["metric"]): r for r in read(out_dir / "tables" / "summary.csv")}
+    lfm = summary[("in_domain", "synthetic_market", "lfm", "mAP")]
+    assert float(lfm["mean"]) == pytest.approx(0.46)
+    assert float(lfm["std"]) == pytest.approx(0.01)
+    assert float(lfm["diff_to_baseline"]) == pytest.approx(0.05)
+    half = student_t_quantile(0.975, 2) * 0.01 / math.sqrt(3)       # differences 0.05, 0.04, 0.06
+    assert float(lfm["diff_low"]) == pytest.approx(0.05 - half)
+    assert float(summary[("in_domain", "synthetic_market", "lfm", "rank1")]["mean"]) == pytest.approx(0.66)
+    robust = summary[("robustness", "synthetic_market: mean over attacks", "lfm", "mAP")]
+    assert float(robust["mean"]) == pytest.approx(sum(v / 3 + v / 9 for v in IN_DOMAIN["lfm"]) / 2 / 3)
+    assert ("robustness", "synthetic_market: ifgsm/sma eps8", "lfm", "mAP") in summary
+    claims = {row["claim"]: row["verdict"] for row in read(out_dir / "tables" / "claims.csv")}
+    assert claims == {"LFM helps": "held", "worse hurts": "contradicted", "LFM is robust": "held",
+                      "LFM transfers": "not shown"}
+    assert "- Held on this data: LFM helps (synthetic_market); LFM is robust (synthetic_market: mean over attacks)." in report
+    assert "| lfm | 3 | 0.4600 ± 0.0100 |" in report
+    assert "synthetic_market -> synthetic_duke" in report
+    assert "ResNet18" in report or "resnet18" in report
+
+
+def test_a_partly_finished_study_reports_what_finished(tmp_path):
+    spec, out_dir = make_runs(tmp_path)
+    for step in study_steps(spec):
+        if step.seed == 2:
+            (out_dir / "runs" / step.key / "metrics.json").unlink()
+    report = write_report(spec, out_dir, {"steps": {}}).read_text()
+    assert report.count(f"of {len(study_steps(spec))} steps finished") == 1
+    summary = read(out_dir / "tables" / "summary.csv")
+    assert {row["seeds"] for row in summary} == {"2"}
