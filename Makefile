@@ -8,7 +8,7 @@ SWEEP_ARGS ?=
 STUDY ?= embedded
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow bench sweep study
+.PHONY: help install train test test-slow bench gpu-check sweep study
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic d
 sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (2 CPU cores: a few minutes)
 	$(PY) src/sweep.py conf/sweep/demo.yaml $(SWEEP_ARGS)
 
-study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 75 min on 2 CPU cores; STUDY=full: real data, GPU)
+study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 65 min on 2 CPU cores; STUDY=full: real data, GPU)
 	$(PY) src/study.py $(STUDY)
 
 test: $(INSTALLED) ## the test suite (fast tests; no network)
@@ -40,3 +40,6 @@ bench: $(INSTALLED) ## speed benchmarks (each prints a table)
 	$(PY) benchmarks/bench_evaluate_ranking.py
 	$(PY) benchmarks/bench_masking.py
 	$(PY) benchmarks/bench_training_loop.py
+
+gpu-check: $(INSTALLED) ## on a GPU machine: LFM op on CUDA, compile graph breaks, throughput table (H100: < 5 min)
+	$(PY) benchmarks/gpu_check.py --json outputs/gpu_check.json
