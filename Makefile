@@ -8,7 +8,7 @@ SWEEP_ARGS ?=
 STUDY ?= embedded
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow bench gpu-check sweep study
+.PHONY: help install train test test-slow bench gpu-check sweep study notebooks
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,8 +30,13 @@ sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short r
 study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 65 min on 2 CPU cores; STUDY=full: real data, GPU)
 	$(PY) src/study.py $(STUDY)
 
-test: $(INSTALLED) ## the test suite (fast tests; no network)
+test: $(INSTALLED) ## the test suite (fast tests; no network), then the notebooks
 	$(PY) -m pytest -m "not slow" -q
+	$(MAKE) --no-print-directory notebooks
+
+notebooks: $(INSTALLED) ## execute every notebook on the demo outputs (made once under outputs/notebook_demo/; 2 CPU cores: 1 min, 3 to 5 min the first time)
+	$(PY) -m lfm.demo
+	$(PY) -m pytest --nbmake --nbmake-timeout=600 -q notebooks/
 
 test-slow: $(INSTALLED) ## the slower end-to-end tests
 	$(PY) -m pytest -m slow -q

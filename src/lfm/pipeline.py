@@ -147,14 +147,22 @@ def train(cfg: DictConfig) -> dict:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Rank query against gallery with a trained checkpoint; write metrics.json."""
+    """Rank query against gallery with a trained checkpoint; write metrics.json.
+
+    Under DDP every rank runs this function and shares the clean test (re-ID: features
+    gathered, padding duplicates dropped); rank 0 alone keeps the run's books and runs the
+    attacks, on the whole test set, so the table equals the single-process one. The other
+    ranks return after the clean test.
+    """
     run_dir = Path(cfg.paths.output_dir)
     checkpoint_path = check_checkpoint(cfg.get("ckpt_path"))
     if checkpoint_path is None:
         raise InputError("ckpt_path is not set; pass ckpt_path=/path/to/checkpoints/best.ckpt")
     attack = parse_attack_settings(OmegaConf.to_container(cfg.attack, resolve=True)) if cfg.get("attack") else None
     source_path = Path(attack.source_ckpt_path) if attack and attack.source_ckpt_path else None
-    claim_run_dir(run_dir)
+    primary = rank_zero_only.rank == 0
+    if primary:
+        claim_run_dir(run_dir)
     checkpoint = load_checkpoint(checkpoint_path)
     task = checkpoint.get("task", "reid")
     data = cfg.get("data")
@@ -164,7 +172,7 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule.setup("test")
     model = load_module(checkpoint_path, checkpoint)
     source = model if source_path is None else load_module(source_path, load_checkpoint(source_path), task)
-    run_info = save_run_info(run_dir, cfg)
+    run_info = save_run_info(run_dir, cfg) if primary else read_run_info(run_dir)
     loggers = build_loggers(cfg.logger, run_dir, cfg.run_name, OmegaConf.to_container(cfg, resolve=True), run_info)
     trainer = build_trainer(cfg, run_dir, loggers, [RichProgressBar()])
     try:
@@ -173,6 +181,8 @@ def evaluate(cfg: DictConfig) -> dict:
         finish_loggers(loggers)
     metrics = {f"test/{key}": value for key, value in model.test_results.items()}
     metrics["checkpoint"] = str(checkpoint_path)
+    if not primary:
+        return metrics
     if attack is not None and attack.enabled:
         metrics.update(evaluate_robustness(
             task, model, source, datamodule.test_dataloader(), attack, trainer.strategy.root_device, run_dir,

@@ -309,8 +309,8 @@ class ReIDRankingMetric(Metric):
 
     @staticmethod
     def _first_occurrence(index: torch.Tensor) -> torch.Tensor:
-        """Positions of the first occurrence of each distinct index, in their original order."""
+        """Positions of the first occurrence of each distinct index, ordered by index: the
+        dataset's order whatever the ranks' interleaving, so sums (mAP) match one process bit for bit."""
         unique, inverse = torch.unique(index, return_inverse=True)
         positions = torch.arange(index.numel(), device=index.device)
-        first = torch.full_like(unique, index.numel()).scatter_reduce_(0, inverse, positions, reduce="amin")
-        return first.sort().values
+        return torch.full_like(unique, index.numel()).scatter_reduce_(0, inverse, positions, reduce="amin")
