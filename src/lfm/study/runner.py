@@ -20,11 +20,10 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.markup import escape
 
-from lfm.errors import InputError
 from lfm.runs import unfinished_run_checkpoint, write_json
 from lfm.study.report import write_report
 from lfm.study.spec import CROSS, TRAIN, Step, StudySpec, load_study, study_steps
-from lfm.sweeps.runner import execute, last_error_line, set_aside
+from lfm.sweeps.runner import execute, last_error_line, read_state, set_aside
 
 STATE_FILE = "study_state.json"
 FINISHED, FAILED, BLOCKED = "finished", "failed", "blocked"
@@ -69,15 +68,7 @@ def step_command(spec: StudySpec, step: Step, runs_dir: Path, interpreter: str) 
 
 
 def load_state(path: Path, spec: StudySpec) -> dict:
-    if not path.is_file():
-        return {"study": spec.name, "study_file": str(spec.path), "steps": {}}
-    try:
-        state = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise InputError(f"{path} is not valid JSON; delete it to restart the study's bookkeeping") from None
-    if state.get("study") != spec.name:
-        raise InputError(f"{path.parent} holds study {state.get('study')!r}, not {spec.name!r}; pass another --out")
-    return state
+    return read_state(path, "study", {"study": spec.name, "study_file": str(spec.path), "steps": {}})
 
 
 def prepare_run_dir(step: Step, run_dir: Path, attempts_dir: Path) -> str:

@@ -54,16 +54,22 @@ def run_id(parameters: dict, overrides: list[str]) -> str:
     return f"{slug}_{digest}" if slug else digest
 
 
-def load_state(path: Path, spec: SweepSpec) -> dict:
+def read_state(path: Path, kind: str, fresh: dict) -> dict:
+    """The bookkeeping of a sweep or study (`kind`) in `path`, or `fresh` when there is none yet;
+    refuses the file of another sweep or study (`fresh[kind]` names this one)."""
     if not path.is_file():
-        return {"sweep": spec.name, "sweep_file": str(spec.path), "method": spec.method, "runs": {}}
+        return fresh
     try:
         state = json.loads(path.read_text())
     except json.JSONDecodeError:
-        raise InputError(f"{path} is not valid JSON; delete it to start the sweep's bookkeeping afresh") from None
-    if state.get("sweep") != spec.name:
-        raise InputError(f"{path.parent} holds sweep {state.get('sweep')!r}, not {spec.name!r}; pass another --out")
+        raise InputError(f"{path} is not valid JSON; delete it to start the {kind}'s bookkeeping afresh") from None
+    if state.get(kind) != fresh[kind]:
+        raise InputError(f"{path.parent} holds {kind} {state.get(kind)!r}, not {fresh[kind]!r}; pass another --out")
     return state
+
+
+def load_state(path: Path, spec: SweepSpec) -> dict:
+    return read_state(path, "sweep", {"sweep": spec.name, "sweep_file": str(spec.path), "method": spec.method, "runs": {}})
 
 
 # Hydra's closing hint after a traceback; the line before it names the exception.
