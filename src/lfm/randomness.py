@@ -3,8 +3,15 @@
 import random
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+
+
+def derived_seed(*key: int) -> int:
+    """A 63-bit seed for the random stream named by `key` (e.g. seed, epoch, stream id), from
+    NumPy's SeedSequence: streams of nearby keys are unrelated, unlike `seed + epoch`."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class RandomStateCallback(Callback):
@@ -16,6 +23,7 @@ class RandomStateCallback(Callback):
     restored the callbacks, before any data is drawn), so a resumed single-process run
     continues exactly as the uninterrupted run would. Other ranks continue from that state
     offset by their rank: reproducible, but not bit-identical to an uninterrupted DDP run.
+    The CUDA generators' states travel with the CPU one where CUDA is initialised.
     """
 
     def __init__(self, seed: int):
@@ -31,6 +39,9 @@ class RandomStateCallback(Callback):
             return
         torch.set_rng_state(self.restored["torch"])
         random.setstate(self.restored["python"])
+        cuda_states = self.restored.get("cuda", [])
+        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
         if rank > 0:
             offset = int(torch.randint(2**62, ()))
             torch.manual_seed(offset + rank)
@@ -38,7 +49,8 @@ class RandomStateCallback(Callback):
         self.restored = None
 
     def state_dict(self) -> dict:
-        return {"torch": torch.get_rng_state(), "python": random.getstate()}
+        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+        return {"torch": torch.get_rng_state(), "python": random.getstate(), "cuda": cuda_states}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.restored = state_dict

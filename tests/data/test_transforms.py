@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lfm.data.augment import CutoutSettings, RandomErasingSettings
 from lfm.data.transforms import Cutout, eval_transform, train_transform
 from lfm.errors import InputError
 
@@ -32,8 +33,8 @@ def test_cutout_probability_zero_is_identity():
 
 
 def test_random_erasing_and_cutout_are_added_to_the_training_transform():
-    transform = train_transform((32, 16), pad=0, flip=False, random_erasing_settings={"p": 1.0, "value": 0},
-                                cutout_settings={"p": 0.0})
+    transform = train_transform((32, 16), pad=0, flip=False, random_erasing_settings=RandomErasingSettings(p=1.0),
+                                cutout_settings=CutoutSettings(p=0.0))
     names = [type(step).__name__ for step in transform.transforms]
     assert names[-2:] == ["RandomErasing", "Cutout"]
     erased = transform(Image.new("RGB", (16, 32), (255, 255, 255)))
@@ -41,13 +42,15 @@ def test_random_erasing_and_cutout_are_added_to_the_training_transform():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "key"),
+    ("build", "key"),
     [
-        ({"cutout_settings": {"p": 2.0}}, "data.cutout.p"),
-        ({"cutout_settings": {"size": 0.0}}, "data.cutout.size"),
-        ({"random_erasing_settings": {"scale": [0.4, 0.02]}}, "data.random_erasing"),
+        (lambda: CutoutSettings.from_config({"p": 2.0}), "data.cutout.p"),
+        (lambda: CutoutSettings.from_config({"size": 0.0}), "data.cutout.size"),
+        (lambda: CutoutSettings.from_config({"sise": 0.5}), "data.cutout has unknown keys"),
+        (lambda: RandomErasingSettings.from_config({"scale": [0.4, 0.02]}), "data.random_erasing.scale"),
+        (lambda: RandomErasingSettings.from_config({"value": "noise"}), "data.random_erasing.value"),
     ],
 )
-def test_bad_input_regularizer_settings_name_the_key(kwargs, key):
+def test_bad_input_regularizer_settings_name_the_key(build, key):
     with pytest.raises(InputError, match=key):
-        train_transform((32, 16), **kwargs)
+        build()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lfm.data.augment import CutoutSettings, RandomErasingSettings
 from lfm.data.transforms import eval_transform, train_transform
 from lfm.errors import InputError
 
@@ -145,7 +146,11 @@ class CIFARDataModule(L.LightningDataModule):
         self.dataset, self.val_size, self.seed = dataset, val_size, seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.synthetic = dict(synthetic) if synthetic else None
-        self.train_transform = train_transform(IMAGE_SIZE, pad, flip, random_erasing, cutout)
+        self.train_transform = train_transform(
+            IMAGE_SIZE, pad, flip,
+            RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None,
+            CutoutSettings.from_config(cutout) if cutout is not None else None,
+        )
         self.eval_transform = eval_transform(IMAGE_SIZE)
         self.train_set = self.val_set = self.test_set = None
 

@@ -4,15 +4,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
-from lfm.data.market import ReIDImageDataset, check_images, check_layout, hold_out_identities, ranking_dataset, read_split
-from lfm.data.samplers import IdentityBalancedSampler
+from lfm.data.augment import BatchAugmentation, CutoutSettings, RandomErasingSettings
+from lfm.data.batching import TensorBatches
+from lfm.data.cache import cache_bytes, cache_file_path, cached_images, check_cache_memory
+from lfm.data.market import (
+    ReIDImageDataset,
+    ReIDSample,
+    check_images,
+    check_layout,
+    hold_out_identities,
+    ranking_dataset,
+    read_split,
+)
+from lfm.data.samplers import IdentityBalancedOrder, IdentityBalancedSampler, RandomOrder, SequentialOrder
 from lfm.data.synthetic import ensure_synthetic_reid, resolve_synthetic_preset
 from lfm.data.transforms import eval_transform, train_transform
 from lfm.errors import InputError
+from lfm.randomness import derived_seed
 
 SAMPLERS = ("random", "identity_balanced")
+PIPELINES = ("tensor", "pil")
+AUGMENT_STREAM = 2
 
 
 class ReIDDataModule(L.LightningDataModule):
@@ -22,7 +37,15 @@ class ReIDDataModule(L.LightningDataModule):
     (used for checkpoint selection, so the test split is never used to pick a model).
     `synthetic` ({"preset": name, "seed": int, "scale": fraction of the preset's identities})
     generates that dataset at `root` on first use. `random_erasing` ({p, scale, ratio, value})
-    and `cutout` ({p, size}) add those input regularizers to the training transform.
+    and `cutout` ({p, size}) add those input regularizers to the training augmentation.
+
+    `pipeline="tensor"` (the default) decodes every image once into a uint8 cache file under
+    `cache_dir` (see lfm.data.cache), gathers batches from it by index and augments them on
+    the model's device; the cache may take at most `cache_max_memory` of RAM (of GPU memory
+    with `cache_on_device`, which keeps it on the model's device). `pipeline="pil"` decodes
+    and augments every image per batch in `num_workers` loader processes, for datasets that
+    do not fit in memory. Both give the same evaluation input and the same augmentation
+    distributions.
     """
 
     def __init__(
@@ -41,11 +64,17 @@ class ReIDDataModule(L.LightningDataModule):
         synthetic: Mapping | None = None,
         random_erasing: Mapping | None = None,
         cutout: Mapping | None = None,
+        pipeline: str = "tensor",
+        cache_dir: str | None = None,
+        cache_max_memory: float = 0.5,
+        cache_on_device: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         if sampler not in SAMPLERS:
             raise InputError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if pipeline not in PIPELINES:
+            raise InputError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}")
         if len(image_size) != 2 or min(image_size) < 16:
             raise InputError(f"data.image_size must be [height, width] with both >= 16, got {list(image_size)}")
         if batch_size < 1 or eval_batch_size < 1:
@@ -55,16 +84,28 @@ class ReIDDataModule(L.LightningDataModule):
                 f"data.batch_size={batch_size} must be a multiple of data.num_instances={num_instances} "
                 f"for the identity_balanced sampler"
             )
+        if not 0 < cache_max_memory <= 1:
+            raise InputError(f"data.cache_max_memory is a fraction of memory in (0, 1], got {cache_max_memory}")
         self.root = Path(root).expanduser()
         self.image_size = tuple(image_size)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.sampler, self.num_instances = sampler, num_instances
         self.val_ids, self.seed = val_ids, seed
         self.synthetic = dict(synthetic) if synthetic else None
+        self.pipeline = pipeline
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root.parent / "cache"
+        self.cache_max_memory, self.cache_on_device = cache_max_memory, cache_on_device
+        random_erasing = RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None
+        cutout = CutoutSettings.from_config(cutout) if cutout is not None else None
+        self.augmentation = BatchAugmentation(pad, flip, random_erasing, cutout)
         self.train_transform = train_transform(self.image_size, pad, flip, random_erasing, cutout)
         self.train_set: ReIDImageDataset | None = None
         self.val_set: ReIDImageDataset | None = None
         self.test_set: ReIDImageDataset | None = None
+        self.cached: dict[str, torch.Tensor] = {}
+        self._splits: dict[str, list[ReIDSample]] = {}
+        self._generator: torch.Generator | None = None
+        self._generator_state: torch.Tensor | None = None
 
     def prepare_data(self) -> None:
         if self.synthetic is None:
@@ -77,38 +118,125 @@ class ReIDDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         check_layout(self.root)
+        if self.pipeline == "tensor" and not self._splits:
+            self._splits = {split: read_split(self.root, split) for split in ("train", "query", "gallery")}
+            total = sum(len(samples) for samples in self._splits.values())
+            check_cache_memory(cache_bytes(total, self.image_size), self.cache_max_memory, self._cache_device())
         if stage in (None, "fit", "validate") and self.train_set is None:
-            samples = read_split(self.root, "train")
-            check_images(samples)
+            samples = self._split("train")
             train, val_query, val_gallery = hold_out_identities(samples, self.val_ids, self.seed)
             labels = {pid: label for label, pid in enumerate(sorted({sample.pid for sample in train}))}
             self.train_set = ReIDImageDataset(train, self.train_transform, labels)
             if self.val_ids:
                 self.val_set = ranking_dataset(val_query, val_gallery, eval_transform(self.image_size))
+            self._load("train", samples)
         if stage in (None, "test", "predict") and self.test_set is None:
-            query, gallery = read_split(self.root, "query"), read_split(self.root, "gallery")
-            check_images(query + gallery)
+            query, gallery = self._split("query"), self._split("gallery")
             self.test_set = ranking_dataset(query, gallery, eval_transform(self.image_size))
+            self._load("test", query + gallery)
+
+    def _split(self, split: str) -> list[ReIDSample]:
+        return self._splits[split] if split in self._splits else read_split(self.root, split)
+
+    def _load(self, name: str, samples: list[ReIDSample]) -> None:
+        """Tensor pipeline: the cached images of `samples`; PIL pipeline: check their headers."""
+        if self.pipeline == "pil":
+            check_images(samples)
+            return
+        path = cache_file_path(self.cache_dir, self.root, name, self.image_size)
+        self.cached[name] = cached_images([sample.path for sample in samples], self.image_size, path, self.num_workers)
+
+    def _cache_device(self) -> torch.device:
+        if self.cache_on_device and torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
     @property
     def num_classes(self) -> int:
         """Number of training identities (classifier outputs); call setup('fit') first."""
         return len(self.train_set.labels)
 
+    def train_dataloader(self) -> DataLoader | TensorBatches:
+        labels = [self.train_set.labels[sample.pid] for sample in self.train_set.samples]
+        if self.pipeline == "tensor":
+            order = (
+                IdentityBalancedOrder(labels, self.num_instances, self.seed) if self.sampler == "identity_balanced"
+                else RandomOrder(len(labels), self.seed)
+            )
+            fields = {"label": torch.tensor(labels), **_identity_fields(self.train_set.samples)}
+            return self._batches("train", self.train_set.samples, fields, order, self.batch_size, train=True)
+        if self.sampler == "identity_balanced":
+            sampler = IdentityBalancedSampler(labels, self.num_instances, self.seed)
+            return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
+        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader | TensorBatches | list:
+        if self.val_set is None:
+            return []
+        return self._ranking_loader("train", self.val_set)
+
+    def test_dataloader(self) -> DataLoader | TensorBatches:
+        return self._ranking_loader("test", self.test_set)
+
+    def _ranking_loader(self, cache_name: str, dataset: ReIDImageDataset) -> DataLoader | TensorBatches:
+        if self.pipeline == "pil":
+            return self._loader(dataset, self.eval_batch_size)
+        fields = {
+            **_identity_fields(dataset.samples),
+            "is_query": torch.arange(len(dataset)) < dataset.num_query,
+            "index": torch.arange(len(dataset)),
+        }
+        return self._batches(cache_name, dataset.samples, fields, SequentialOrder(len(dataset)), self.eval_batch_size)
+
     def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
         # Workers are not persistent: each epoch's workers are seeded from the global random
         # state, which checkpoints carry, so a resumed run draws the same augmentations.
         return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, **kwargs)
 
-    def train_dataloader(self) -> DataLoader:
-        if self.sampler == "identity_balanced":
-            labels = [self.train_set.labels[sample.pid] for sample in self.train_set.samples]
-            sampler = IdentityBalancedSampler(labels, self.num_instances, self.seed)
-            return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
+    def _batches(
+        self, cache_name: str, samples: list[ReIDSample], fields: dict, order, batch_size: int, train: bool = False
+    ) -> TensorBatches:
+        """Batches of `samples` gathered from the cache `cache_name` (whose sample list they index)."""
+        cached_paths = self._split("train") if cache_name == "train" else self._split("query") + self._split("gallery")
+        row_of = {sample.path: row for row, sample in enumerate(cached_paths)}
+        rows = torch.tensor([row_of[sample.path] for sample in samples])
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images = self.cached[cache_name]
+        if self.cache_on_device and images.device != device:
+            images = self.cached[cache_name] = images.to(device)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return TensorBatches(
+            images, rows, fields, order, batch_size, drop_last=train, device=device,
+            augment=self.augmentation if train else None, generator=self.augment_generator if train else None,
+            rank=rank, world_size=world_size,
+        )
 
-    def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, self.eval_batch_size) if self.val_set is not None else []
+    def augment_generator(self) -> torch.Generator:
+        """The training augmentation's generator on the model's device: seeded from (seed, rank)
+        on first use, or continuing the state a checkpoint carried."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self._generator is None or self._generator.device != device:
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            generator = torch.Generator(device).manual_seed(derived_seed(self.seed, rank, AUGMENT_STREAM))
+            if self._generator_state is not None:
+                generator.set_state(self._generator_state)
+                if rank > 0:  # checkpoints hold rank 0's state: continue from it, offset by rank
+                    generator.manual_seed(derived_seed(int(torch.randint(2**62, (), generator=generator, device=device)), rank))
+                self._generator_state = None
+            self._generator = generator
+        return self._generator
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
+    def state_dict(self) -> dict:
+        state = self._generator.get_state() if self._generator is not None else self._generator_state
+        return {"augment_generator": state} if state is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._generator_state = state_dict.get("augment_generator")
+        self._generator = None
+
+
+def _identity_fields(samples: list[ReIDSample]) -> dict[str, torch.Tensor]:
+    return {
+        "pid": torch.tensor([sample.pid for sample in samples]),
+        "camid": torch.tensor([sample.camid for sample in samples]),
+    }

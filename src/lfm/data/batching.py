@@ -1,0 +1,74 @@
+"""Batches gathered by index from a uint8 image tensor: the tensor pipeline's loader.
+
+No worker processes and no per-sample Python: each batch is one index_select from the
+decoded-image cache (into pinned memory when the model is on a GPU), moved to the model's
+device without blocking, then converted to float there (with the training augmentation on
+training batches). Under DDP each rank takes every world_size-th batch of the epoch's order.
+"""
+
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+
+from lfm.data.augment import to_float
+
+
+class TensorBatches:
+    """Iterable of batch dicts: `image` (float [B, 3, H, W] in [0, 1], on `device`) plus one
+    entry per `fields` tensor (label, pid, ...), for the positions `order` gives each epoch.
+
+    `images[positions[i]]` is the image of position i; `fields` are indexed by position;
+    `order` is an epoch order of lfm.data.samplers (positions(), set_epoch(), len()).
+    `augment(images, generator)` (uint8 in, float out) is applied when given, with `generator()`
+    returning the generator to draw from (on `device`). Lightning calls `sampler.set_epoch`.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        positions: torch.Tensor,
+        fields: Mapping[str, torch.Tensor],
+        order,
+        batch_size: int,
+        drop_last: bool = False,
+        device: torch.device | str = "cpu",
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        generator: Callable[[], torch.Generator] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.images, self.positions, self.fields = images, positions, dict(fields)
+        self.sampler, self.batch_size, self.drop_last = order, batch_size, drop_last
+        self.batch_sampler = None  # read by Lightning, which takes `sampler` for the epoch order
+        self.device = torch.device(device)
+        self.augment, self.generator = augment, generator
+        self.rank, self.world_size = rank, world_size
+        self.pin = self.device.type == "cuda" and images.device.type == "cpu"
+
+    def _global_batches(self) -> int:
+        full, rest = divmod(len(self.sampler), self.batch_size)
+        return full if self.drop_last or not rest else full + 1
+
+    def __len__(self) -> int:
+        total = self._global_batches()
+        if self.drop_last:
+            return total // self.world_size
+        return len(range(self.rank, total, self.world_size))
+
+    def __iter__(self) -> Iterator[dict]:
+        order = self.sampler.positions()
+        for number in range(len(self)):
+            start = (number * self.world_size + self.rank) * self.batch_size
+            yield self._batch(order[start:start + self.batch_size])
+
+    def _batch(self, chosen: torch.Tensor) -> dict:
+        rows = self.positions[chosen]
+        if self.pin:
+            images = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
+            torch.index_select(self.images, 0, rows, out=images)
+        else:
+            images = self.images.index_select(0, rows.to(self.images.device))
+        images = images.to(self.device, non_blocking=True)
+        batch = {name: values[chosen].to(self.device, non_blocking=True) for name, values in self.fields.items()}
+        batch["image"] = self.augment(images, self.generator()) if self.augment is not None else to_float(images)
+        return batch

@@ -1,0 +1,176 @@
+"""The decoded-image cache: a split's images, decoded and resized once, as one uint8 file.
+
+A cache file holds a 4 KiB header (magic, JSON with the cache key, shape and a CRC-32 of
+the pixels) followed by the images as uint8 [N, 3, H, W], exactly the PIL pipeline's
+evaluation input before the conversion to float. The key covers the file list with each
+file's size and modification time, the image size and the resize settings, so a cache of
+other images or settings is never read. Files are written to a temporary name and renamed
+when complete; a file lock makes concurrent processes (DDP ranks, sweep runs) build it once.
+Readers memory-map it copy-on-write, so processes on one machine share its pages.
+"""
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import time
+import uuid
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset
+
+from lfm.data.market import load_image
+from lfm.data.transforms import RESIZE, resize_transform
+from lfm.errors import InputError
+
+FORMAT_VERSION = 1
+MAGIC = b"LFMIMGS\x01"
+HEADER_BYTES = 4096
+CHECKSUM_CHUNK = 64 << 20
+
+
+def cache_key(image_paths: Sequence[Path], image_size: Sequence[int]) -> str:
+    """SHA-256 of what the cached pixels depend on: the files (path, size, mtime), size, resize."""
+    files = []
+    for path in image_paths:
+        stat = path.stat()
+        files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    description = {
+        "format_version": FORMAT_VERSION,
+        "image_size": list(image_size),
+        "resize": {"interpolation": RESIZE["interpolation"].value, "antialias": RESIZE["antialias"]},
+        "files": files,
+    }
+    return hashlib.sha256(json.dumps(description).encode()).hexdigest()
+
+
+def cache_file_path(cache_dir: Path, root: Path, name: str, image_size: Sequence[int]) -> Path:
+    """Where the cache of `root`'s `name` split lives: one folder per dataset root."""
+    root = root.resolve()
+    folder = f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+    return cache_dir / folder / f"{name}-{image_size[0]}x{image_size[1]}.uint8"
+
+
+def cache_bytes(num_images: int, image_size: Sequence[int]) -> int:
+    return num_images * 3 * image_size[0] * image_size[1]
+
+
+def check_cache_memory(num_bytes: int, max_fraction: float, device: torch.device) -> None:
+    """Refuse a cache larger than `max_fraction` of RAM (or of the GPU's memory when it lives there)."""
+    if device.type == "cuda":
+        total, where = torch.cuda.get_device_properties(device).total_memory, f"the memory of {device}"
+    else:
+        total, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "RAM"
+    if num_bytes > max_fraction * total:
+        raise InputError(
+            f"the decoded-image cache needs {num_bytes / 2**30:.1f} GiB, more than data.cache_max_memory={max_fraction} "
+            f"of {where} ({total / 2**30:.1f} GiB); set data.pipeline=pil to decode images per batch instead, "
+            f"or raise data.cache_max_memory"
+        )
+
+
+def cached_images(image_paths: Sequence[Path], image_size: Sequence[int], path: Path, num_workers: int = 0) -> torch.Tensor:
+    """The images of `image_paths` as uint8 [N, 3, H, W], read from the cache file at `path`,
+    which is (re)built first unless it is complete and holds exactly these images."""
+    key = cache_key(image_paths, image_size)
+    shape = (len(image_paths), 3, *image_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        images, problem = read_cache(path, key, shape)
+        if images is None:
+            print(f"Image cache {path}: {problem}; decoding {len(image_paths)} images once", flush=True)
+            write_cache(path, key, image_paths, image_size, num_workers)
+            images, problem = read_cache(path, key, shape)
+            if images is None:
+                raise InputError(f"the image cache {path} just written cannot be read back ({problem}); check the disk")
+    return images
+
+
+def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str | None]:
+    """(images, None) if `path` is a complete, intact cache of `key`, else (None, what is wrong)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(HEADER_BYTES)
+    except FileNotFoundError:
+        return None, "no cache file yet"
+    if len(head) < HEADER_BYTES or not head.startswith(MAGIC):
+        return None, "not a complete cache file (truncated or foreign)"
+    try:
+        length = int.from_bytes(head[len(MAGIC):len(MAGIC) + 8], "little")
+        header = json.loads(head[len(MAGIC) + 8:len(MAGIC) + 8 + length])
+        recorded_key, recorded_shape, checksum = header["key"], tuple(header["shape"]), header["crc32"]
+    except (ValueError, KeyError, TypeError):
+        return None, "its header is corrupt"
+    if recorded_key != key or recorded_shape != shape:
+        return None, "stale (the image files, the image size or the resize settings changed)"
+    expected = HEADER_BYTES + math.prod(shape)
+    if size != expected:
+        return None, f"truncated or padded ({size} bytes, expected {expected})"
+    pixels = np.memmap(path, dtype=np.uint8, mode="c", offset=HEADER_BYTES, shape=shape)
+    if _crc32(pixels) != checksum:
+        return None, "corrupt (its checksum does not match)"
+    return torch.from_numpy(pixels), None
+
+
+def write_cache(path: Path, key: str, image_paths: Sequence[Path], image_size: Sequence[int], num_workers: int) -> None:
+    """Decode and resize every image into a temporary file, then rename it to `path`."""
+    shape = (len(image_paths), 3, *image_size)
+    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
+    start = time.perf_counter()
+    try:
+        with open(partial, "wb") as file:
+            file.truncate(HEADER_BYTES + math.prod(shape))
+        pixels = np.memmap(partial, dtype=np.uint8, mode="r+", offset=HEADER_BYTES, shape=shape)
+        checksum = 0
+        loader = DataLoader(_ResizedImages(image_paths, image_size), batch_size=64, num_workers=num_workers)
+        with _progress() as progress:
+            task = progress.add_task(f"decoding {path.name}", total=len(image_paths))
+            position = 0
+            for batch in loader:
+                block = batch.numpy()
+                pixels[position:position + len(block)] = block
+                checksum = zlib.crc32(block, checksum)
+                position += len(block)
+                progress.advance(task, len(block))
+        pixels.flush()
+        del pixels
+        header = json.dumps({"key": key, "shape": list(shape), "crc32": checksum, "format_version": FORMAT_VERSION}).encode()
+        with open(partial, "r+b") as file:
+            file.write(MAGIC + len(header).to_bytes(8, "little") + header)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"Image cache {path}: {len(image_paths)} images in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+class _ResizedImages(Dataset):
+    def __init__(self, image_paths: Sequence[Path], image_size: Sequence[int]):
+        self.image_paths, self.transform = list(image_paths), resize_transform(image_size)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(load_image(self.image_paths[index])).as_subclass(torch.Tensor)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+
+def _crc32(pixels: np.ndarray) -> int:
+    flat = pixels.reshape(-1)
+    checksum = 0
+    for start in range(0, flat.size, CHECKSUM_CHUNK):
+        checksum = zlib.crc32(flat[start:start + CHECKSUM_CHUNK], checksum)
+    return checksum
