@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from helpers import TINY_SCALE
+from helpers import PROJECT_ROOT, TINY_SCALE
 from lfm.data import synthetic
+from lfm.data.market import read_split
 from lfm.data.synthetic import (
     SYNTHETIC_PRESETS,
     SyntheticPreset,
@@ -22,21 +24,37 @@ from lfm.data.synthetic import (
 from lfm.errors import InputError
 
 NAME_PATTERNS = {
-    "market_style": re.compile(r"([-\d]+)_c(\d)s\d_\d{6}_\d{2}\.jpg"),
-    "duke_style": re.compile(r"(\d{4})_c(\d)_f\d{7}\.jpg"),
+    "market": re.compile(r"([-\d]+)_c(\d)s\d_\d{6}_\d{2}\.jpg"),
+    "duke": re.compile(r"(\d{4})_c(\d)_f\d{7}\.jpg"),
 }
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 MICRO = 0.03
+EXACT_TOTALS = ("num_train_images", "num_query_images", "num_gallery_images")
+# The real datasets as our reader sees them: (images, ids with pid > 0, cameras) per split, junk dropped.
+REAL_COUNTS = {
+    "market1501_scale": {"train": (12936, 751, 6), "query": (3368, 750, 6), "gallery": (15913, 750, 6),
+                         "distractor_images": 2793, "junk_images": 3819},
+    "dukemtmc_scale": {"train": (16522, 702, 8), "query": (2228, 702, 8), "gallery": (17661, 1110, 8),
+                       "distractor_images": 0, "junk_images": 0},
+}
 
 
 def parse_split(root: Path, preset: str, split: str) -> list[tuple[int, int, Path]]:
     """(pid, camera, path) of every file in the split; fails on any name that breaks the format."""
     entries = []
     for path in sorted((root / split).iterdir()):
-        match = NAME_PATTERNS[preset].fullmatch(path.name)
+        match = NAME_PATTERNS[SYNTHETIC_PRESETS[preset].name_style].fullmatch(path.name)
         assert match, f"{path.name} does not follow the {preset} name format"
         entries.append((int(match.group(1)), int(match.group(2)), path))
     return entries
+
+
+def queries_without_cross_camera_match(query, gallery) -> list:
+    """The (pid, camera, ...) query entries that have no gallery image of their pid in another camera."""
+    gallery_cameras = defaultdict(set)
+    for pid, camera, *_ in gallery:
+        gallery_cameras[pid].add(camera)
+    return [entry for entry in query if not gallery_cameras[entry[0]] - {entry[1]}]
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:
@@ -68,11 +86,7 @@ def test_train_and_test_ids_are_disjoint_and_queries_match_in_another_camera(dat
     train_ids = {pid for pid, _, _ in train}
     assert train_ids.isdisjoint(pid for pid, _, _ in query + gallery)
     assert {pid for pid, _, _ in query} <= {pid for pid, _, _ in gallery}
-    gallery_cameras = defaultdict(set)
-    for pid, camera, _ in gallery:
-        gallery_cameras[pid].add(camera)
-    for pid, camera, path in query:
-        assert gallery_cameras[pid] - {camera}, f"{path.name} has no gallery match in another camera"
+    assert queries_without_cross_camera_match(query, gallery) == []
 
 
 def test_market_style_gallery_holds_junk_and_distractors(tiny_market):
@@ -186,6 +200,72 @@ def test_scaled_keeps_every_kind_of_image():
     micro = SYNTHETIC_PRESETS["market_style"].scaled(0.001)
     assert (micro.num_train_ids, micro.num_test_ids, micro.num_distractor_images, micro.num_junk_images) == (1, 1, 1, 1)
     assert micro.num_distractor_ids == 0
+
+
+@pytest.mark.parametrize("name", REAL_COUNTS)
+def test_scale_presets_plan_the_real_datasets_counts(name):
+    preset = SYNTHETIC_PRESETS[name]
+    shots = synthetic._plan(preset, seed=0)
+    read = {split: [(shot.pid, shot.camera) for shot in shots if shot.split == folder and shot.pid != -1]
+            for split, folder in zip(("train", "query", "gallery"), SPLITS)}
+    counts = {split: (len(entries), len({pid for pid, _ in entries if pid > 0}), len({camera for _, camera in entries}))
+              for split, entries in read.items()}
+    counts["distractor_images"] = sum(pid == 0 for pid, _ in read["gallery"])
+    counts["junk_images"] = sum(shot.pid == -1 for shot in shots)
+    assert counts == REAL_COUNTS[name]
+    assert (preset.height, preset.width, preset.num_cameras) == (128, 64, counts["train"][2])
+    assert queries_without_cross_camera_match(read["query"], read["gallery"]) == []
+    assert {pid for pid, _ in read["train"]}.isdisjoint(pid for pid, _ in read["gallery"])
+
+
+@pytest.mark.parametrize("name", REAL_COUNTS)
+def test_scaled_scale_preset_is_read_with_its_exact_counts(name, tmp_path):
+    preset = SYNTHETIC_PRESETS[name].scaled(0.01)
+    root = generate_synthetic_reid(tmp_path / name, preset, seed=0)
+    train, query, gallery = (read_split(root, split) for split in ("train", "query", "gallery"))
+    ids = [{sample.pid for sample in samples if sample.pid > 0} for samples in (train, query, gallery)]
+    assert [len(train), len(query), len(gallery)] == [preset.num_train_images, preset.num_query_images,
+                                                      preset.num_gallery_images]
+    assert [len(found) for found in ids] == [preset.num_train_ids, preset.num_test_ids,
+                                             preset.num_test_ids + preset.num_distractor_ids]
+    assert sum(sample.pid == 0 for sample in gallery) == preset.num_distractor_images
+    assert len(list((root / "bounding_box_test").glob("-1_*.jpg"))) == preset.num_junk_images
+    entries = [[(sample.pid, sample.camid) for sample in samples] for samples in (query, gallery)]
+    assert queries_without_cross_camera_match(*entries) == []
+    for split in SPLITS:
+        parse_split(root, name, split)  # asserts that every file name follows the layout
+    assert Image.open(train[0].path).size == (64, 128)
+    assert json.loads((root / "synthetic.json").read_text())["preset"]["num_query_images"] == preset.num_query_images
+
+
+def test_scaled_scales_exact_totals_but_keeps_them_feasible():
+    market = SYNTHETIC_PRESETS["market1501_scale"]
+    half = market.scaled(0.5)
+    assert [getattr(half, key) for key in EXACT_TOTALS] == [6468, 1684, 7956]
+    smallest = market.scaled(0.0001)
+    assert [getattr(smallest, key) for key in EXACT_TOTALS] == list(smallest.minimum_totals().values())
+    assert all(getattr(SYNTHETIC_PRESETS["market_style"].scaled(0.5), key) is None for key in EXACT_TOTALS)
+
+
+def test_exact_totals_are_validated():
+    fields = vars(SYNTHETIC_PRESETS["market1501_scale"])
+    with pytest.raises(InputError, match="set all three or none"):
+        SyntheticPreset(**{**fields, "num_query_images": None})
+    with pytest.raises(InputError, match="num_gallery_images=11000: need at least 11793"):
+        SyntheticPreset(**{**fields, "num_gallery_images": 11000})
+
+
+def test_presets_without_exact_totals_keep_their_marker(tiny_market):
+    """Datasets generated before exact totals existed must still be recognised as complete."""
+    marker = json.loads((tiny_market / "synthetic.json").read_text())
+    assert set(EXACT_TOTALS).isdisjoint(marker["preset"])
+
+
+@pytest.mark.parametrize(("config", "name"), [("synthetic_market1501", "market1501_scale"),
+                                              ("synthetic_dukemtmc", "dukemtmc_scale")])
+def test_scale_configs_select_the_scale_presets(config, name):
+    data = yaml.safe_load((PROJECT_ROOT / "conf" / "data" / f"{config}.yaml").read_text())
+    assert data["synthetic"]["preset"] == name and name in SYNTHETIC_PRESETS
 
 
 def test_command_line_prints_a_summary(tmp_path, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import shutil
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,6 +40,7 @@ Colour = np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _PLAN_STREAM, _IDENTITY_STREAM, _CAMERA_STREAM, _IMAGE_STREAM = range(4)
 _PERSON, _DISTRACTOR, _JUNK = range(3)
+_EXACT_TOTALS = ("num_train_images", "num_query_images", "num_gallery_images")
 _PATTERNS = ("horizontal_stripes", "vertical_stripes", "checks", "two_tone")
 _LOWER_KINDS = ("trousers", "trousers", "shorts", "skirt")
 _VIEWS = ("front", "back", "side")
@@ -57,6 +59,14 @@ class SyntheticPreset:
     camera keeps a gallery image). The gallery also holds `num_distractor_images` images
     with pid 0000, every image of `num_distractor_ids` gallery-only identities and
     `num_junk_images` junk images with pid -1.
+
+    Exact totals (all three or none): `num_train_images`, `num_query_images` and
+    `num_gallery_images` (the gallery as read, junk excluded: test ids, distractor ids and
+    pid 0000). When set, identities still draw their cameras from `cameras_per_id`, but
+    image counts replace the draws from `images_per_camera`, `query_camera_probability` and
+    `queries_per_camera`: every (identity, camera) pair gets `images_per_camera[0]` train or
+    gallery images, every test identity a query in one of its cameras, and the rest of each
+    total is spread uniformly at random over the pairs.
 
     Difficulty: clothing colours come from small palettes with `clothing_jitter` (RGB std)
     per identity; `pattern_probability` and `accessory_probability` control how many
@@ -102,6 +112,9 @@ class SyntheticPreset:
     height: int = 128
     width: int = 64
     jpeg_quality: int = 95
+    num_train_images: int | None = None
+    num_query_images: int | None = None
+    num_gallery_images: int | None = None
 
     def __post_init__(self) -> None:
         if self.name_style not in ("market", "duke"):
@@ -143,19 +156,47 @@ class SyntheticPreset:
                 raise InputError(f"SyntheticPreset.{key}={getattr(self, key)}: use a count >= 0")
         if not (self.upper_palette and self.lower_palette and self.background_palette and self.floor_palette):
             raise InputError("SyntheticPreset: the colour palettes must not be empty")
+        totals = {key: getattr(self, key) for key in _EXACT_TOTALS}
+        if None in totals.values() and set(totals.values()) != {None}:
+            raise InputError(f"SyntheticPreset: exact totals {totals}: set all three or none")
+        if self.has_exact_totals:
+            for key, minimum in self.minimum_totals().items():
+                if totals[key] < minimum:
+                    raise InputError(
+                        f"SyntheticPreset.{key}={totals[key]}: need at least {minimum} for these identity counts, "
+                        "cameras_per_id and images_per_camera"
+                    )
+
+    @property
+    def has_exact_totals(self) -> bool:
+        return self.num_train_images is not None
+
+    def minimum_totals(self) -> dict[str, int]:
+        """The smallest exact totals that these identity counts allow, even if every identity has the most cameras."""
+        most_images = self.cameras_per_id[1] * self.images_per_camera[0]
+        return {
+            "num_train_images": self.num_train_ids * most_images,
+            "num_query_images": self.num_test_ids,
+            "num_gallery_images": (self.num_test_ids + self.num_distractor_ids) * most_images
+            + self.num_distractor_images,
+        }
 
     def scaled(self, fraction: float) -> SyntheticPreset:
-        """The same preset with identity, distractor and junk counts scaled (non-zero counts stay >= 1)."""
+        """The same preset with identity, distractor, junk counts and exact totals scaled.
+
+        Non-zero counts stay >= 1, and exact totals stay at or above the scaled identities' minimum.
+        """
         def scale(count: int) -> int:
             return max(1, round(count * fraction)) if count else 0
 
+        counts = {key: scale(getattr(self, key)) for key in (
+            "num_train_ids", "num_test_ids", "num_distractor_images", "num_distractor_ids", "num_junk_images")}
+        without_totals = dataclasses.replace(self, **counts, **dict.fromkeys(_EXACT_TOTALS))
+        if not self.has_exact_totals:
+            return without_totals
+        minimums = without_totals.minimum_totals()
         return dataclasses.replace(
-            self,
-            num_train_ids=scale(self.num_train_ids),
-            num_test_ids=scale(self.num_test_ids),
-            num_distractor_images=scale(self.num_distractor_images),
-            num_distractor_ids=scale(self.num_distractor_ids),
-            num_junk_images=scale(self.num_junk_images),
+            without_totals, **{key: max(scale(getattr(self, key)), minimums[key]) for key in _EXACT_TOTALS}
         )
 
 
@@ -232,6 +273,28 @@ SYNTHETIC_PRESETS: dict[str, SyntheticPreset] = {
         occlusion_probability=0.3,
     ),
 }
+# The real datasets' counts as our reader sees them (junk dropped), in the look of the presets above.
+SYNTHETIC_PRESETS["market1501_scale"] = dataclasses.replace(
+    SYNTHETIC_PRESETS["market_style"],
+    name="market1501_scale",
+    num_train_ids=751,
+    num_test_ids=750,
+    num_distractor_images=2793,
+    num_junk_images=3819,
+    num_train_images=12936,
+    num_query_images=3368,
+    num_gallery_images=15913,
+)
+SYNTHETIC_PRESETS["dukemtmc_scale"] = dataclasses.replace(
+    SYNTHETIC_PRESETS["duke_style"],
+    name="dukemtmc_scale",
+    num_train_ids=702,
+    num_test_ids=702,
+    num_distractor_ids=408,
+    num_train_images=16522,
+    num_query_images=2228,
+    num_gallery_images=17661,
+)
 
 
 def resolve_synthetic_preset(preset: str | SyntheticPreset) -> SyntheticPreset:
@@ -301,7 +364,9 @@ def _marker_path(root: Path) -> Path:
 
 
 def _marker(preset: SyntheticPreset, seed: int, counts: dict) -> dict:
-    preset_fields = json.loads(json.dumps(dataclasses.asdict(preset)))
+    # Unset exact totals stay out, so datasets written before those fields existed still match.
+    fields = {key: value for key, value in dataclasses.asdict(preset).items() if value is not None}
+    preset_fields = json.loads(json.dumps(fields))
     return {"format_version": FORMAT_VERSION, "preset": preset_fields, "seed": seed, "counts": counts}
 
 
@@ -359,6 +424,9 @@ def _rng(seed: int, preset: SyntheticPreset, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(preset.name.encode()), *key])
 
 
+_Tracklet = tuple[int, int, int, list[str]]  # kind, pid, camera, split of each image
+
+
 def _plan(preset: SyntheticPreset, seed: int) -> list[_Shot]:
     """Every image of the dataset: identities, their cameras, and query/gallery assignment."""
     rng = _rng(seed, preset, _PLAN_STREAM)
@@ -366,10 +434,24 @@ def _plan(preset: SyntheticPreset, seed: int) -> list[_Shot]:
     pids = rng.choice(np.arange(1, 2 * sum(counts) + 1), size=sum(counts), replace=False)
     parts = np.split(pids, np.cumsum(counts)[:2])
     train_ids, test_ids, distractor_ids = (sorted(int(pid) for pid in part) for part in parts)
-    shots = []
+    people = _exact_tracklets if preset.has_exact_totals else _drawn_tracklets
+    # Lazy generators: their draws interleave with _tracklet's in the one plan stream, in the
+    # order that fixes every file name of the existing presets.
+    tracklets = itertools.chain(
+        people(rng, preset, train_ids, test_ids, distractor_ids), _unnamed_tracklets(rng, preset)
+    )
+    return [shot for kind, pid, camera, splits in tracklets
+            for shot in _tracklet(rng, preset, kind, pid, camera, splits)]
+
+
+def _drawn_tracklets(
+    rng: np.random.Generator, preset: SyntheticPreset, train_ids: list[int], test_ids: list[int],
+    distractor_ids: list[int],
+) -> Iterator[_Tracklet]:
+    """Identities with camera and image counts drawn from the preset's ranges."""
     for pid in train_ids:
         for camera, count in _sightings(rng, preset):
-            shots += _tracklet(rng, preset, _PERSON, pid, camera, [TRAIN_SPLIT] * count)
+            yield _PERSON, pid, camera, [TRAIN_SPLIT] * count
     for pid in test_ids:
         sightings = _sightings(rng, preset)
         query_cameras = [camera for camera, _ in sightings if rng.random() < preset.query_camera_probability]
@@ -377,24 +459,66 @@ def _plan(preset: SyntheticPreset, seed: int) -> list[_Shot]:
         for camera, count in sightings:
             queries = min(int(rng.integers(*preset.queries_per_camera, endpoint=True)), count - 1)
             queries = queries if camera in query_cameras else 0
-            splits = [QUERY_SPLIT] * queries + [GALLERY_SPLIT] * (count - queries)
-            shots += _tracklet(rng, preset, _PERSON, pid, camera, splits)
+            yield _PERSON, pid, camera, [QUERY_SPLIT] * queries + [GALLERY_SPLIT] * (count - queries)
     for pid in distractor_ids:
         for camera, count in _sightings(rng, preset):
-            shots += _tracklet(rng, preset, _PERSON, pid, camera, [GALLERY_SPLIT] * count)
+            yield _PERSON, pid, camera, [GALLERY_SPLIT] * count
+
+
+def _exact_tracklets(
+    rng: np.random.Generator, preset: SyntheticPreset, train_ids: list[int], test_ids: list[int],
+    distractor_ids: list[int],
+) -> Iterator[_Tracklet]:
+    """Identities with drawn cameras and the preset's exact image totals spread over them."""
+    train, test, distractors = (_camera_pairs(rng, preset, pids) for pids in (train_ids, test_ids, distractor_ids))
+    minimum = preset.images_per_camera[0]
+    train_counts = _spread(rng, preset.num_train_images, len(train), minimum)
+    gallery_total = preset.num_gallery_images - preset.num_distractor_images
+    gallery_counts = _spread(rng, gallery_total, len(test) + len(distractors), minimum)
+    # One query per test identity in one of its cameras; the remaining queries go to any pair.
+    pairs_of: dict[int, list[int]] = {}
+    for index, (pid, _) in enumerate(test):
+        pairs_of.setdefault(pid, []).append(index)
+    firsts = [pairs[rng.integers(len(pairs))] for pairs in pairs_of.values()]
+    query_counts = np.bincount(firsts, minlength=len(test)) + _spread(
+        rng, preset.num_query_images - len(firsts), len(test), 0
+    )
+    for (pid, camera), count in zip(train, train_counts.tolist()):
+        yield _PERSON, pid, camera, [TRAIN_SPLIT] * count
+    for (pid, camera), queries, count in zip(test, query_counts.tolist(), gallery_counts.tolist()):
+        yield _PERSON, pid, camera, [QUERY_SPLIT] * queries + [GALLERY_SPLIT] * count
+    for (pid, camera), count in zip(distractors, gallery_counts[len(test):].tolist()):
+        yield _PERSON, pid, camera, [GALLERY_SPLIT] * count
+
+
+def _unnamed_tracklets(rng: np.random.Generator, preset: SyntheticPreset) -> Iterator[_Tracklet]:
+    """The gallery's pid 0000 distractor and pid -1 junk images, spread at random over the cameras."""
     for kind, pid, total in ((_DISTRACTOR, DISTRACTOR_PID, preset.num_distractor_images),
                              (_JUNK, JUNK_PID, preset.num_junk_images)):
         per_camera = np.bincount(rng.integers(preset.num_cameras, size=total), minlength=preset.num_cameras)
         for camera, count in enumerate(per_camera.tolist(), start=1):
-            shots += _tracklet(rng, preset, kind, pid, camera, [GALLERY_SPLIT] * count)
-    return shots
+            yield kind, pid, camera, [GALLERY_SPLIT] * count
+
+
+def _cameras(rng: np.random.Generator, preset: SyntheticPreset) -> list[int]:
+    """The sorted cameras that see one identity."""
+    num = int(rng.integers(*preset.cameras_per_id, endpoint=True))
+    return sorted(int(c) for c in rng.choice(np.arange(1, preset.num_cameras + 1), size=num, replace=False))
 
 
 def _sightings(rng: np.random.Generator, preset: SyntheticPreset) -> list[tuple[int, int]]:
     """(camera, image count) pairs for one identity."""
-    num = int(rng.integers(*preset.cameras_per_id, endpoint=True))
-    cameras = sorted(int(c) for c in rng.choice(np.arange(1, preset.num_cameras + 1), size=num, replace=False))
-    return [(camera, int(rng.integers(*preset.images_per_camera, endpoint=True))) for camera in cameras]
+    return [(camera, int(rng.integers(*preset.images_per_camera, endpoint=True))) for camera in _cameras(rng, preset)]
+
+
+def _camera_pairs(rng: np.random.Generator, preset: SyntheticPreset, pids: list[int]) -> list[tuple[int, int]]:
+    """(pid, camera) for every camera that sees each identity."""
+    return [(pid, camera) for pid in pids for camera in _cameras(rng, preset)]
+
+
+def _spread(rng: np.random.Generator, total: int, slots: int, minimum: int) -> np.ndarray:
+    """`slots` counts of at least `minimum` that sum to `total`, the rest placed uniformly at random."""
+    return minimum + rng.multinomial(total - minimum * slots, np.full(slots, 1.0 / slots))
 
 
 def _tracklet(
@@ -837,7 +961,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, required=True, help="dataset folder to create")
     parser.add_argument("--preset", choices=sorted(SYNTHETIC_PRESETS), default="market_style")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the preset's identities")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="fraction of the preset's identities (and exact image totals)")
     args = parser.parse_args(argv)
     preset = SYNTHETIC_PRESETS[args.preset].scaled(args.scale)
     start = time.perf_counter()
