@@ -22,7 +22,7 @@ def paths(tiny_market):
 
 @pytest.fixture
 def cache_path(tmp_path, tiny_market):
-    return cache_file_path(tmp_path / "cache", tiny_market, "query", SIZE)
+    return cache_file_path(tiny_market, "query", SIZE, tmp_path / "cache")
 
 
 def test_cache_holds_the_resized_uint8_images_and_is_reused(paths, cache_path, capsys):
@@ -94,9 +94,23 @@ def test_a_stale_cache_is_rebuilt_when_an_image_changes(tmp_path, tiny_market, c
 
 
 def test_another_image_size_is_another_cache_file(paths, tmp_path, tiny_market):
-    small = cached_images(paths, (32, 16), cache_file_path(tmp_path, tiny_market, "query", (32, 16)))
-    large = cached_images(paths, SIZE, cache_file_path(tmp_path, tiny_market, "query", SIZE))
+    small = cached_images(paths, (32, 16), cache_file_path(tiny_market, "query", (32, 16), tmp_path))
+    large = cached_images(paths, SIZE, cache_file_path(tiny_market, "query", SIZE, tmp_path))
     assert small.shape[-2:] == (32, 16) and large.shape[-2:] == SIZE
+
+
+def test_the_cache_lives_beside_the_dataset_unless_a_cache_dir_is_set(tmp_path):
+    root = tmp_path / "Market-1501"
+    assert cache_file_path(root, "train", (256, 128)) == tmp_path / "Market-1501.cache" / "train-256x128.uint8"
+    elsewhere = cache_file_path(root, "train", (256, 128), tmp_path / "caches")
+    assert elsewhere.parent.parent == tmp_path / "caches" and elsewhere.parent.name.startswith("Market-1501-")
+
+
+def test_an_unwritable_cache_folder_names_the_key(paths, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(InputError, match="set data.cache_dir to a writable folder"):
+        cached_images(paths, SIZE, blocked / "query.uint8")
 
 
 def test_a_cache_larger_than_allowed_stops_with_one_line_naming_the_key(tiny_market, tmp_path):

@@ -50,11 +50,15 @@ def cache_key(image_paths: Sequence[Path], image_size: Sequence[int]) -> str:
     return hashlib.sha256(json.dumps(description).encode()).hexdigest()
 
 
-def cache_file_path(cache_dir: Path, root: Path, name: str, image_size: Sequence[int]) -> Path:
-    """Where the cache of `root`'s `name` split lives: one folder per dataset root."""
+def cache_file_path(root: Path, name: str, image_size: Sequence[int], cache_dir: Path | None = None) -> Path:
+    """Where the cache of `root`'s `name` split lives: beside the dataset (`<root>.cache/`), or
+    in a folder per dataset under `cache_dir`."""
     root = root.resolve()
-    folder = f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
-    return cache_dir / folder / f"{name}-{image_size[0]}x{image_size[1]}.uint8"
+    if cache_dir is None:
+        folder = root.parent / f"{root.name}.cache"
+    else:
+        folder = cache_dir / f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+    return folder / f"{name}-{image_size[0]}x{image_size[1]}.uint8"
 
 
 def cache_bytes(num_images: int, image_size: Sequence[int]) -> int:
@@ -80,8 +84,14 @@ def cached_images(image_paths: Sequence[Path], image_size: Sequence[int], path: 
     which is (re)built first unless it is complete and holds exactly these images."""
     key = cache_key(image_paths, image_size)
     shape = (len(image_paths), 3, *image_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "w")
+    except OSError as error:
+        raise InputError(
+            f"cannot write the image cache in {path.parent} ({error.strerror}); set data.cache_dir to a writable folder"
+        ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         images, problem = read_cache(path, key, shape)
         if images is None:

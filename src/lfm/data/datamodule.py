@@ -39,8 +39,8 @@ class ReIDDataModule(L.LightningDataModule):
     generates that dataset at `root` on first use. `random_erasing` ({p, scale, ratio, value})
     and `cutout` ({p, size}) add those input regularizers to the training augmentation.
 
-    `pipeline="tensor"` (the default) decodes every image once into a uint8 cache file under
-    `cache_dir` (see lfm.data.cache), gathers batches from it by index and augments them on
+    `pipeline="tensor"` (the default) decodes every image once into a uint8 cache file beside
+    the dataset (`<root>.cache/`) or under `cache_dir` (see lfm.data.cache), gathers batches from it by index and augments them on
     the model's device; the cache may take at most `cache_max_memory` of RAM (of GPU memory
     with `cache_on_device`, which keeps it on the model's device). `pipeline="pil"` decodes
     and augments every image per batch in `num_workers` loader processes, for datasets that
@@ -93,7 +93,7 @@ class ReIDDataModule(L.LightningDataModule):
         self.val_ids, self.seed = val_ids, seed
         self.synthetic = dict(synthetic) if synthetic else None
         self.pipeline = pipeline
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root.parent / "cache"
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.cache_max_memory, self.cache_on_device = cache_max_memory, cache_on_device
         random_erasing = RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None
         cutout = CutoutSettings.from_config(cutout) if cutout is not None else None
@@ -143,7 +143,7 @@ class ReIDDataModule(L.LightningDataModule):
         if self.pipeline == "pil":
             check_images(samples)
             return
-        path = cache_file_path(self.cache_dir, self.root, name, self.image_size)
+        path = cache_file_path(self.root, name, self.image_size, self.cache_dir)
         self.cached[name] = cached_images([sample.path for sample in samples], self.image_size, path, self.num_workers)
 
     def _cache_device(self) -> torch.device:
