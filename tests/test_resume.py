@@ -22,8 +22,10 @@ DETERMINISTIC_RUN = (
 
 
 def metrics_of(run_dir):
+    """metrics.json without what differs between identical runs: paths and timings."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics.pop("best_checkpoint")
+    for key in ("best_checkpoint", "train/images_per_second", "train/epoch_seconds"):
+        metrics.pop(key)
     return metrics
 
 

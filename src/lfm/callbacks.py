@@ -1,9 +1,11 @@
 """Lightning callbacks for LFM: attach it to a model without changing its code, schedule it,
 and log what it masks."""
 
+import time
 from collections.abc import Sequence
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from lfm.errors import InputError
@@ -65,3 +67,44 @@ class LocalFeatureMaskingCallback(Callback):
         for module in self.modules.values():
             module.p = factor * self.full_strength.p
             module.mask_ratio = factor * self.full_strength.mask_ratio
+
+
+class TrainingSpeedMonitor(Callback):
+    """Log each epoch's training speed, `train/images_per_second`: the images of its training
+    batches after the first `skip_batches` over the wall time from the start of batch
+    `skip_batches` to the end of the last (loading, augmentation and the steps; not validation),
+    and `train/epoch_seconds`, the wall time of all its training batches."""
+
+    def __init__(self, skip_batches: int = 3):
+        super().__init__()
+        self.skip_batches = skip_batches
+        self.epoch_start = self.end = 0.0
+        self.start: float | None = None
+        self.images = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start, self.images = None, 0
+        self.epoch_start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx == self.skip_batches:
+            _synchronize(pl_module.device)
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.start is None:
+            return
+        self.images += len(batch["image"])
+        if batch_idx == trainer.num_training_batches - 1:
+            _synchronize(pl_module.device)
+        self.end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.start is not None and self.images:
+            pl_module.log("train/images_per_second", self.images / (self.end - self.start))
+            pl_module.log("train/epoch_seconds", self.end - self.epoch_start)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

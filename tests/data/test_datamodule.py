@@ -110,14 +110,17 @@ def test_ddp_ranks_take_disjoint_shares_of_each_epoch(tiny_market, split):
     for rank in (0, 1):
         loader = datamodule.train_dataloader() if split == "train" else datamodule.test_dataloader()
         loader.rank, loader.world_size = rank, 2
-        shares.append([batch["image"] for batch in loader])
+        shares.append(list(loader))
     if split == "train":
         assert len(shares[0]) == len(shares[1]) == len(single) // 2
-        images = [image for share in shares for batch in share for image in batch]
+        images = [image for share in shares for batch in share for image in batch["image"]]
         assert len({image.sum().item() for image in images}) > 0.9 * len(images)
     else:
-        together = [batch for pair in zip(shares[0], shares[1]) for batch in pair] + shares[0][len(shares[1]):]
-        assert torch.equal(torch.cat(together), torch.cat([batch["image"] for batch in single]))
+        indices = [torch.cat([batch["index"] for batch in share]) for share in shares]
+        assert sorted(torch.cat(indices).tolist()) == list(range(len(datamodule.test_set)))
+        expected = torch.cat([batch["image"] for batch in single])
+        for share, share_indices in zip(shares, indices):
+            assert torch.equal(torch.cat([batch["image"] for batch in share]), expected[share_indices])
 
 
 def test_augmentation_draws_continue_from_a_saved_state(tiny_market):

@@ -45,20 +45,19 @@ class TensorBatches:
         self.rank, self.world_size = rank, world_size
         self.pin = self.device.type == "cuda" and images.device.type == "cpu"
 
-    def _global_batches(self) -> int:
-        full, rest = divmod(len(self.sampler), self.batch_size)
-        return full if self.drop_last or not rest else full + 1
-
     def __len__(self) -> int:
-        total = self._global_batches()
         if self.drop_last:
-            return total // self.world_size
-        return len(range(self.rank, total, self.world_size))
+            return len(self.sampler) // self.batch_size // self.world_size
+        return -(-len(range(self.rank, len(self.sampler), self.world_size)) // self.batch_size)
 
     def __iter__(self) -> Iterator[dict]:
         order = self.sampler.positions()
-        for number in range(len(self)):
-            start = (number * self.world_size + self.rank) * self.batch_size
+        if self.drop_last:  # whole batches per rank, so P x K batches stay intact
+            starts = ((number * self.world_size + self.rank) * self.batch_size for number in range(len(self)))
+        else:  # every world_size-th sample, so each rank gets some of even a small set
+            order = order[self.rank::self.world_size]
+            starts = (number * self.batch_size for number in range(len(self)))
+        for start in starts:
             yield self._batch(order[start:start + self.batch_size])
 
     def _batch(self, chosen: torch.Tensor) -> dict:

@@ -140,7 +140,9 @@ def write_cache(path: Path, key: str, image_paths: Sequence[Path], image_size: S
             file.truncate(HEADER_BYTES + math.prod(shape))
         pixels = np.memmap(partial, dtype=np.uint8, mode="r+", offset=HEADER_BYTES, shape=shape)
         checksum = 0
-        loader = DataLoader(_ResizedImages(image_paths, image_size), batch_size=64, num_workers=num_workers)
+        # Its own generator: building a cache must not move the global random state (model init).
+        loader = DataLoader(_ResizedImages(image_paths, image_size), batch_size=64, num_workers=num_workers,
+                            generator=torch.Generator())
         with _progress() as progress:
             task = progress.add_task(f"decoding {path.name}", total=len(image_paths))
             position = 0

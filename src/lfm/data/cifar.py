@@ -185,5 +185,6 @@ class CIFARDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, self.eval_batch_size) if self.val_set is not None else []
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self, shard: bool = True) -> DataLoader:
+        """The test batches (Lightning shards them under DDP; `shard` is for the re-ID module's interface)."""
         return self._loader(self.test_set, self.eval_batch_size)

@@ -175,10 +175,12 @@ class ReIDDataModule(L.LightningDataModule):
             return []
         return self._ranking_loader("train", self.val_set)
 
-    def test_dataloader(self) -> DataLoader | TensorBatches:
-        return self._ranking_loader("test", self.test_set)
+    def test_dataloader(self, shard: bool = True) -> DataLoader | TensorBatches:
+        """The query + gallery batches; `shard=False` gives every DDP rank the whole set (attacks
+        run on one rank). Lightning shards the PIL pipeline's DataLoader itself."""
+        return self._ranking_loader("test", self.test_set, shard)
 
-    def _ranking_loader(self, cache_name: str, dataset: ReIDImageDataset) -> DataLoader | TensorBatches:
+    def _ranking_loader(self, cache_name: str, dataset: ReIDImageDataset, shard: bool = True) -> DataLoader | TensorBatches:
         if self.pipeline == "pil":
             return self._loader(dataset, self.eval_batch_size)
         fields = {
@@ -186,7 +188,8 @@ class ReIDDataModule(L.LightningDataModule):
             "is_query": torch.arange(len(dataset)) < dataset.num_query,
             "index": torch.arange(len(dataset)),
         }
-        return self._batches(cache_name, dataset.samples, fields, SequentialOrder(len(dataset)), self.eval_batch_size)
+        return self._batches(cache_name, dataset.samples, fields, SequentialOrder(len(dataset)), self.eval_batch_size,
+                             shard=shard)
 
     def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
         # Workers are not persistent: each epoch's workers are seeded from the global random
@@ -194,7 +197,8 @@ class ReIDDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, **kwargs)
 
     def _batches(
-        self, cache_name: str, samples: list[ReIDSample], fields: dict, order, batch_size: int, train: bool = False
+        self, cache_name: str, samples: list[ReIDSample], fields: dict, order, batch_size: int, train: bool = False,
+        shard: bool = True,
     ) -> TensorBatches:
         """Batches of `samples` gathered from the cache `cache_name` (whose sample list they index)."""
         cached_paths = self._split("train") if cache_name == "train" else self._split("query") + self._split("gallery")
@@ -204,7 +208,7 @@ class ReIDDataModule(L.LightningDataModule):
         images = self.cached[cache_name]
         if self.cache_on_device and images.device != device:
             images = self.cached[cache_name] = images.to(device)
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer and shard else (0, 1)
         return TensorBatches(
             images, rows, fields, order, batch_size, drop_last=train, device=device,
             augment=self.augmentation if train else None, generator=self.augment_generator if train else None,

@@ -1,0 +1,204 @@
+"""Data pipelines side by side: the tensor pipeline (decoded-image cache, index batches,
+batched augmentation on the device) against the PIL pipeline (decode + augment per image in
+loader processes). One table, all rows measured in one run.
+
+1. Training speed of the real `src/train.py` (experiment=lfm_resnet18_synthetic: ResNet-18 +
+   LFM, batch 32) at 64 x 32 and 96 x 48, each pipeline, as `train/images_per_second` of one
+   epoch (lfm.callbacks.TrainingSpeedMonitor: loading, augmentation, steps, logging, progress
+   bar; not validation), against the compute floor: the same network's forward, backward and
+   optimizer step in a plain PyTorch loop on batches already in memory. Target: tensor >= 0.90.
+2. The loader alone at 256 x 128 on the Market-1501-scale synthetic preset (12,936 training
+   images, batch 32, the market1501 recipe's pad 10 + flip): images/s of the PIL DataLoader
+   (2 workers: this machine's cores) and of the tensor loader, with its augmentation on this
+   machine's CPU and without it (uint8 batches, as handed to a GPU that augments them).
+   Target: tensor >= 20x PIL.
+3. With --gpu on a CUDA machine: ResNet-50 + LFM, 256 x 128, bf16-mixed + channels_last,
+   batch 64, `experiment=lfm_resnet50` on the Market-1501-scale preset: src/train.py's
+   images/s against the floor (target >= 0.95), one epoch's training time and the 60-epoch
+   projection (target <= 5 min).
+
+Run: .venv/bin/python benchmarks/bench_pipeline.py [--repeats 2] [--gpu]
+The datasets are generated under data/synthetic/ on first use, with their caches beside them.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bench_training_loop import WARMUP_STEPS, LoopSetup, plain_images_per_second
+from lfm.data.datamodule import ReIDDataModule
+
+PROJECT = Path(__file__).resolve().parents[1]
+EPOCHS = 60  # the paper recipe
+FLOOR_STEPS = 30
+LOADER_BATCHES = 60
+TRAINING_TARGET, GPU_TRAINING_TARGET, LOADER_TARGET, GPU_PROJECTION_TARGET_MIN = 0.90, 0.95, 20.0, 5.0
+CPU_RUN = ("experiment=lfm_resnet18_synthetic",)
+GPU_RUN = (
+    "experiment=lfm_resnet50", "data=synthetic_market1501", "model.pretrained=false",
+    "trainer.precision=bf16-mixed", "model.channels_last=true", "data.batch_size=64",
+)
+
+
+def composed(overrides: tuple[str, ...]):
+    """The resolved config src/train.py runs with these overrides."""
+    with initialize_config_dir(str(PROJECT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"paths.root_dir={PROJECT}", f"paths.output_dir={PROJECT}/outputs"])
+    return cfg
+
+
+def datamodule(overrides: tuple[str, ...], stage: str = "fit") -> ReIDDataModule:
+    """The DataModule of that config, with its data generated and set up."""
+    settings = OmegaConf.to_container(composed(overrides).data, resolve=True)
+    settings.pop("name")
+    data = ReIDDataModule(**settings, seed=0)
+    data.prepare_data()
+    data.setup(stage)
+    return data
+
+
+def train_py_speed(overrides: tuple[str, ...]) -> tuple[float, float]:
+    """(images/s, training seconds) of one epoch of the real src/train.py."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        command = [
+            sys.executable, str(PROJECT / "src" / "train.py"), *overrides, "trainer.max_epochs=1", "test=false",
+            f"hydra.run.dir={run_dir}",
+        ]
+        result = subprocess.run(command, cwd=PROJECT, env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"src/train.py {' '.join(overrides)} failed:\n{result.stderr[-3000:]}")
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return metrics["train/images_per_second"], metrics["train/epoch_seconds"]
+
+
+def floor_images_per_second(overrides: tuple[str, ...], num_classes: int, device: str) -> float:
+    """The plain loop over the same network, batches resident on the device (the compute floor)."""
+    cfg = composed(overrides)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    height, width = cfg.data.image_size
+    batch_size = cfg.data.batch_size
+    setup = LoopSetup(model, num_classes, batch_size, FLOOR_STEPS, device, cfg.trainer.precision)
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        {"image": torch.rand(batch_size, 3, height, width, generator=generator).to(device),
+         "label": torch.randint(num_classes, (batch_size,), generator=generator).to(device)}
+        for _ in range(4)
+    ]
+    return plain_images_per_second(setup, itertools.islice(itertools.cycle(batches), FLOOR_STEPS))
+
+
+def loader_images_per_second(loader, batches: int = LOADER_BATCHES) -> float:
+    """images/s of iterating `loader` (the first WARMUP_STEPS batches, worker start-up included, not timed)."""
+    images, start = 0, 0.0
+    for step, batch in enumerate(itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), batches)):
+        if step == WARMUP_STEPS - 1:
+            start = time.perf_counter()
+        elif step >= WARMUP_STEPS:
+            images += len(batch["label"])
+    return images / (time.perf_counter() - start)
+
+
+def median_of(measure, repeats: int) -> tuple[float, list[float]]:
+    runs = [measure() for _ in range(repeats)]
+    return statistics.median(runs), runs
+
+
+def training_rows(repeats: int) -> list[tuple]:
+    """Rows of part 1: per image size, the floor and src/train.py on each pipeline, interleaved."""
+    rows = []
+    for height, width in ((64, 32), (96, 48)):
+        overrides = (*CPU_RUN, f"data.image_size=[{height},{width}]")
+        num_classes = datamodule(overrides).num_classes
+        runs = {"floor": [], "tensor": [], "pil": []}
+        for _ in range(repeats):
+            runs["floor"].append(floor_images_per_second(overrides, num_classes, "cpu"))
+            for pipeline in ("tensor", "pil"):
+                runs[pipeline].append(train_py_speed((*overrides, f"data.pipeline={pipeline}"))[0])
+        floor = statistics.median(runs["floor"])
+        rows.append((f"ResNet-18 + LFM {height}x{width}, batch 32", "compute floor (plain loop, batches in memory)",
+                     floor, runs["floor"], 1.0, ""))
+        for pipeline in ("tensor", "pil"):
+            rate = statistics.median(runs[pipeline])
+            verdict = ("met" if rate / floor >= TRAINING_TARGET else "MISSED") if pipeline == "tensor" else ""
+            rows.append(("", f"src/train.py, data.pipeline={pipeline}", rate, runs[pipeline], rate / floor,
+                         f">= {TRAINING_TARGET:.2f}: {verdict}" if verdict else ""))
+    return rows
+
+
+def loader_rows(repeats: int) -> list[tuple]:
+    """Rows of part 2: the loaders alone at 256 x 128 on the Market-1501-scale preset."""
+    overrides = ("data=synthetic_market1501",)
+    tensor = datamodule(overrides)
+    pil = datamodule((*overrides, "data.pipeline=pil", "data.num_workers=2"))
+    uint8 = tensor.train_dataloader()
+    uint8.augment = lambda images, generator: images
+    loaders = {"pil": pil.train_dataloader, "tensor": tensor.train_dataloader, "uint8": lambda: uint8}
+    runs = {name: [] for name in loaders}
+    for _ in range(repeats):
+        for name, loader in loaders.items():
+            runs[name].append(loader_images_per_second(loader()))
+    base = statistics.median(runs["pil"])
+    described = {
+        "pil": "PIL: decode + resize + augment per image, 2 worker processes",
+        "tensor": "tensor: index batch from the cache + augmentation on this CPU",
+        "uint8": "tensor: index batch from the cache (uint8, augmented on the GPU)",
+    }
+    rows = []
+    for name in ("pil", "tensor", "uint8"):
+        rate = statistics.median(runs[name])
+        target = "" if name == "pil" else f">= {LOADER_TARGET:.0f}x: {'met' if rate / base >= LOADER_TARGET else 'MISSED'}"
+        rows.append(("loader alone, 256x128, batch 32" if name == "pil" else "", described[name], rate, runs[name],
+                     rate / base, target))
+    return rows
+
+
+def gpu_rows(repeats: int) -> list[tuple]:
+    """Rows of part 3: ResNet-50 on a GPU, src/train.py against the floor, and the 60-epoch projection."""
+    data = datamodule(GPU_RUN)
+    floor, floor_runs = median_of(lambda: floor_images_per_second(GPU_RUN, data.num_classes, "cuda"), repeats)
+    speeds = [train_py_speed(GPU_RUN) for _ in range(repeats)]
+    rate = statistics.median(speed for speed, _ in speeds)
+    epoch = statistics.median(seconds for _, seconds in speeds)
+    projection = EPOCHS * epoch / 60
+    name = f"ResNet-50 + LFM 256x128 bf16 + channels_last, batch 64, {torch.cuda.get_device_name()}"
+    return [
+        (name, "compute floor (plain loop, batches on the GPU)", floor, floor_runs, 1.0, ""),
+        ("", "src/train.py experiment=lfm_resnet50, tensor", rate, [speed for speed, _ in speeds], rate / floor,
+         f">= {GPU_TRAINING_TARGET:.2f}: {'met' if rate / floor >= GPU_TRAINING_TARGET else 'MISSED'}"),
+        ("", f"one epoch: {epoch:.1f} s; {EPOCHS} epochs: {projection:.1f} min", 0.0, [], 0.0,
+         f"<= {GPU_PROJECTION_TARGET_MIN:.0f} min: {'met' if projection <= GPU_PROJECTION_TARGET_MIN else 'MISSED'}"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each row, interleaved; the table shows medians")
+    parser.add_argument("--gpu", action="store_true", help="add the ResNet-50 rows on this machine's CUDA GPU")
+    args = parser.parse_args()
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("--gpu: no CUDA device here")
+    rows = training_rows(args.repeats) + loader_rows(args.repeats) + (gpu_rows(args.repeats) if args.gpu else [])
+    print(f"\ntorch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads; "
+          f"medians of {args.repeats} interleaved runs")
+    print("| setting | path | images/s | runs | ratio | target |")
+    print("|---|---|---|---|---|---|")
+    for setting, path, rate, runs, ratio, target in rows:
+        if not runs:
+            print(f"| {setting} | {path} | | | | {target} |")
+            continue
+        print(f"| {setting} | {path} | {rate:.0f} | {', '.join(f'{run:.0f}' for run in runs)} | {ratio:.2f} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
