@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from lfm.data.cifar import CIFARDataModule, generate_synthetic_cifar, read_cifar_split
 from lfm.errors import InputError
@@ -51,3 +52,21 @@ def test_datamodule_holds_out_a_disjoint_validation_split(synthetic_root):
     assert sample["image"].shape == (3, 32, 32) and 0.0 <= sample["image"].min() <= sample["image"].max() <= 1.0
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (16, 3, 32, 32) and datamodule.num_classes == 10
+
+
+def test_both_pipelines_give_identical_evaluation_batches_and_like_training_batches(synthetic_root):
+    loaders = {}
+    for pipeline in ("tensor", "pil"):
+        datamodule = CIFARDataModule(str(synthetic_root), val_size=50, num_workers=0, batch_size=16, pipeline=pipeline)
+        datamodule.setup("fit")
+        datamodule.setup("test")
+        loaders[pipeline] = datamodule
+    for name in ("val_dataloader", "test_dataloader"):
+        tensor_batches, pil_batches = (list(getattr(loaders[p], name)()) for p in ("tensor", "pil"))
+        assert len(tensor_batches) == len(pil_batches)
+        for tensor_batch, pil_batch in zip(tensor_batches, pil_batches):
+            assert torch.equal(tensor_batch["image"], pil_batch["image"])
+            assert torch.equal(tensor_batch["label"], pil_batch["label"])
+    tensor_train, pil_train = (next(iter(loaders[p].train_dataloader())) for p in ("tensor", "pil"))
+    assert tensor_train["image"].shape == pil_train["image"].shape and tensor_train["image"].dtype == torch.float32
+    assert len(loaders["tensor"].train_dataloader()) == len(loaders["pil"].train_dataloader())

@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 
 from lfm.data.augment import to_float
+from lfm.randomness import derived_seed
+
+AUGMENT_STREAM = 2
+PIPELINES = ("tensor", "pil")  # data.pipeline: batches from decoded tensors, or per-image PIL loading
 
 
 class TensorBatches:
@@ -71,3 +75,54 @@ class TensorBatches:
         batch = {name: values[chosen].to(self.device, non_blocking=True) for name, values in self.fields.items()}
         batch["image"] = self.augment(images, self.generator()) if self.augment is not None else to_float(images)
         return batch
+
+
+class AugmentationGenerator:
+    """The training augmentation's random generator, on the model's device: seeded from
+    (seed, rank) on first use, or continuing the state a checkpoint carried (DataModules save
+    it with `state_dict`; checkpoints hold rank 0's, which other ranks continue offset by rank)."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+        self.restored: torch.Tensor | None = None
+
+    def get(self, device: torch.device, rank: int) -> torch.Generator:
+        if self.generator is None or self.generator.device != device:
+            generator = torch.Generator(device).manual_seed(derived_seed(self.seed, rank, AUGMENT_STREAM))
+            if self.restored is not None:
+                generator.set_state(self.restored)
+                if rank > 0:
+                    generator.manual_seed(derived_seed(int(torch.randint(2**62, (), generator=generator, device=device)), rank))
+                self.restored = None
+            self.generator = generator
+        return self.generator
+
+    def state_dict(self) -> dict:
+        state = self.generator.get_state() if self.generator is not None else self.restored
+        return {"augment_generator": state} if state is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.restored, self.generator = state_dict.get("augment_generator"), None
+
+
+def trainer_batches(
+    trainer,
+    images: torch.Tensor,
+    rows: torch.Tensor,
+    fields: Mapping[str, torch.Tensor],
+    order,
+    batch_size: int,
+    augment: Callable | None = None,
+    generator: AugmentationGenerator | None = None,
+    shard: bool = True,
+) -> TensorBatches:
+    """TensorBatches on the device of `trainer` (CPU without one), sharded over its DDP ranks
+    if `shard`; with `augment`, a training loader (drops the last partial batch)."""
+    device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+    rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None and shard else (0, 1)
+    draw = (lambda: generator.get(device, trainer.global_rank if trainer is not None else 0)) if augment else None
+    return TensorBatches(
+        images, rows, fields, order, batch_size, drop_last=augment is not None, device=device, augment=augment,
+        generator=draw, rank=rank, world_size=world_size,
+    )

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lfm.data.augment import CutoutSettings, RandomErasingSettings
+from lfm.data.augment import BatchAugmentation, CutoutSettings, RandomErasingSettings
+from lfm.data.batching import PIPELINES, AugmentationGenerator, TensorBatches, trainer_batches
+from lfm.data.samplers import RandomOrder, SequentialOrder
 from lfm.data.transforms import eval_transform, train_transform
 from lfm.errors import InputError
 
@@ -113,11 +115,17 @@ class CIFARImages(Dataset):
     def __getitem__(self, index: int) -> dict:
         return {"image": self.transform(self.images[index]), "label": int(self.labels[index]), "index": index}
 
+    def uint8_tensor(self) -> torch.Tensor:
+        """All images as one uint8 [N, 3, 32, 32] tensor (the tensor pipeline's source)."""
+        return torch.from_numpy(np.ascontiguousarray(self.images.transpose(0, 3, 1, 2)))
+
 
 class CIFARDataModule(L.LightningDataModule):
     """CIFAR-10/100 from `root`; `synthetic` ({seed, num_train, num_test}) generates the
     stand-in at `root` on first use. `val_size` training images are held out (seeded) to
-    pick the best checkpoint."""
+    pick the best checkpoint. `pipeline="tensor"` batches the in-memory images by index and
+    augments them on the model's device; `pipeline="pil"` transforms each image in
+    `num_workers` loader processes (see lfm.data.datamodule.ReIDDataModule)."""
 
     def __init__(
         self,
@@ -133,9 +141,12 @@ class CIFARDataModule(L.LightningDataModule):
         synthetic: Mapping | None = None,
         random_erasing: Mapping | None = None,
         cutout: Mapping | None = None,
+        pipeline: str = "tensor",
     ):
         super().__init__()
         self.save_hyperparameters()
+        if pipeline not in PIPELINES:
+            raise InputError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}")
         if dataset not in CIFAR_FILES:
             raise InputError(f"data.dataset must be one of {list(CIFAR_FILES)}, got {dataset!r}")
         if synthetic and dataset != "cifar10":
@@ -146,11 +157,12 @@ class CIFARDataModule(L.LightningDataModule):
         self.dataset, self.val_size, self.seed = dataset, val_size, seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.synthetic = dict(synthetic) if synthetic else None
-        self.train_transform = train_transform(
-            IMAGE_SIZE, pad, flip,
-            RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None,
-            CutoutSettings.from_config(cutout) if cutout is not None else None,
-        )
+        random_erasing = RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None
+        cutout = CutoutSettings.from_config(cutout) if cutout is not None else None
+        self.pipeline = pipeline
+        self.augmentation = BatchAugmentation(pad, flip, random_erasing, cutout)
+        self.augment_generator = AugmentationGenerator(seed)
+        self.train_transform = train_transform(IMAGE_SIZE, pad, flip, random_erasing, cutout)
         self.eval_transform = eval_transform(IMAGE_SIZE)
         self.train_set = self.val_set = self.test_set = None
 
@@ -175,16 +187,29 @@ class CIFARDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return CIFAR_FILES[self.dataset]["classes"]
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+    def _loader(self, dataset: CIFARImages, batch_size: int, shuffle: bool = False, shard: bool = True) -> DataLoader | TensorBatches:
+        if self.pipeline == "pil":
+            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
+                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        order = RandomOrder(len(dataset), self.seed) if shuffle else SequentialOrder(len(dataset))
+        fields = {"label": torch.from_numpy(dataset.labels).long(), "index": torch.arange(len(dataset))}
+        return trainer_batches(
+            self.trainer, dataset.uint8_tensor(), torch.arange(len(dataset)), fields, order, batch_size,
+            augment=self.augmentation if shuffle else None, generator=self.augment_generator, shard=shard,
+        )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader | list:
+    def val_dataloader(self) -> DataLoader | TensorBatches | list:
         return self._loader(self.val_set, self.eval_batch_size) if self.val_set is not None else []
 
-    def test_dataloader(self, shard: bool = True) -> DataLoader:
-        """The test batches (Lightning shards them under DDP; `shard` is for the re-ID module's interface)."""
-        return self._loader(self.test_set, self.eval_batch_size)
+    def test_dataloader(self, shard: bool = True) -> DataLoader | TensorBatches:
+        """The test batches; `shard=False` gives every DDP rank the whole set (attacks run on one rank)."""
+        return self._loader(self.test_set, self.eval_batch_size, shard=shard)
+
+    def state_dict(self) -> dict:
+        return self.augment_generator.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.augment_generator.load_state_dict(state_dict)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lfm.data.augment import BatchAugmentation, CutoutSettings, RandomErasingSettings
-from lfm.data.batching import TensorBatches
+from lfm.data.batching import PIPELINES, AugmentationGenerator, TensorBatches, trainer_batches
 from lfm.data.cache import cache_bytes, cache_file_path, cached_images, check_cache_memory
 from lfm.data.market import (
     ReIDImageDataset,
@@ -23,11 +23,8 @@ from lfm.data.samplers import IdentityBalancedOrder, IdentityBalancedSampler, Ra
 from lfm.data.synthetic import ensure_synthetic_reid, resolve_synthetic_preset
 from lfm.data.transforms import eval_transform, train_transform
 from lfm.errors import InputError
-from lfm.randomness import derived_seed
 
 SAMPLERS = ("random", "identity_balanced")
-PIPELINES = ("tensor", "pil")
-AUGMENT_STREAM = 2
 
 
 class ReIDDataModule(L.LightningDataModule):
@@ -104,8 +101,7 @@ class ReIDDataModule(L.LightningDataModule):
         self.test_set: ReIDImageDataset | None = None
         self.cached: dict[str, torch.Tensor] = {}
         self._splits: dict[str, list[ReIDSample]] = {}
-        self._generator: torch.Generator | None = None
-        self._generator_state: torch.Tensor | None = None
+        self.augment_generator = AugmentationGenerator(seed)
 
     def prepare_data(self) -> None:
         if self.synthetic is None:
@@ -201,42 +197,21 @@ class ReIDDataModule(L.LightningDataModule):
         shard: bool = True,
     ) -> TensorBatches:
         """Batches of `samples` gathered from the cache `cache_name` (whose sample list they index)."""
-        cached_paths = self._split("train") if cache_name == "train" else self._split("query") + self._split("gallery")
-        row_of = {sample.path: row for row, sample in enumerate(cached_paths)}
+        cached_samples = self._split("train") if cache_name == "train" else self._split("query") + self._split("gallery")
+        row_of = {sample.path: row for row, sample in enumerate(cached_samples)}
         rows = torch.tensor([row_of[sample.path] for sample in samples])
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        images = self.cached[cache_name]
-        if self.cache_on_device and images.device != device:
-            images = self.cached[cache_name] = images.to(device)
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer and shard else (0, 1)
-        return TensorBatches(
-            images, rows, fields, order, batch_size, drop_last=train, device=device,
-            augment=self.augmentation if train else None, generator=self.augment_generator if train else None,
-            rank=rank, world_size=world_size,
+        if self.cache_on_device and self.trainer is not None:
+            self.cached[cache_name] = self.cached[cache_name].to(self.trainer.strategy.root_device)
+        return trainer_batches(
+            self.trainer, self.cached[cache_name], rows, fields, order, batch_size,
+            augment=self.augmentation if train else None, generator=self.augment_generator, shard=shard,
         )
 
-    def augment_generator(self) -> torch.Generator:
-        """The training augmentation's generator on the model's device: seeded from (seed, rank)
-        on first use, or continuing the state a checkpoint carried."""
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        if self._generator is None or self._generator.device != device:
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            generator = torch.Generator(device).manual_seed(derived_seed(self.seed, rank, AUGMENT_STREAM))
-            if self._generator_state is not None:
-                generator.set_state(self._generator_state)
-                if rank > 0:  # checkpoints hold rank 0's state: continue from it, offset by rank
-                    generator.manual_seed(derived_seed(int(torch.randint(2**62, (), generator=generator, device=device)), rank))
-                self._generator_state = None
-            self._generator = generator
-        return self._generator
-
     def state_dict(self) -> dict:
-        state = self._generator.get_state() if self._generator is not None else self._generator_state
-        return {"augment_generator": state} if state is not None else {}
+        return self.augment_generator.state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self._generator_state = state_dict.get("augment_generator")
-        self._generator = None
+        self.augment_generator.load_state_dict(state_dict)
 
 
 def _identity_fields(samples: list[ReIDSample]) -> dict[str, torch.Tensor]:
