@@ -6,6 +6,7 @@ pad + random crop (`v2.Pad` + `v2.RandomCrop`), horizontal flip, `v2.RandomErasi
 Cutout. The first two act on uint8 images; erasing and Cutout on the float images in [0, 1].
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -123,8 +124,8 @@ def batch_random_erasing(images: torch.Tensor, settings: RandomErasingSettings, 
     tries = 10
     applied = torch.rand(batch, device=device, generator=generator) < settings.p
     area = height * width * torch.empty(batch, tries, device=device).uniform_(*settings.scale, generator=generator)
-    log_ratio = torch.log(torch.tensor(settings.ratio, device=device))
-    aspect = torch.exp(torch.empty(batch, tries, device=device).uniform_(*log_ratio.tolist(), generator=generator))
+    log_ratio = (math.log(settings.ratio[0]), math.log(settings.ratio[1]))
+    aspect = torch.exp(torch.empty(batch, tries, device=device).uniform_(*log_ratio, generator=generator))
     box_height = torch.round(torch.sqrt(area * aspect)).long()
     box_width = torch.round(torch.sqrt(area / aspect)).long()
     fits = (box_height < height) & (box_width < width)
