@@ -20,3 +20,13 @@ def run_entry_point(script: str, *overrides: str, timeout: int = 600) -> subproc
     """Run src/<script> with Hydra overrides in a subprocess and wait for it."""
     command, env = entry_point(script, *overrides)
     return subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """The entry point failed on bad input: exit code 2, one `error:` line holding each fragment, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from helpers import PROJECT_ROOT, TINY_SCALE, entry_point, run_entry_point
+from helpers import PROJECT_ROOT, TINY_SCALE, assert_one_line_error, entry_point, run_entry_point
 
 TINY_TRAIN = (
     "experiment=lfm_resnet18_synthetic",
@@ -105,19 +105,11 @@ def test_a_finished_run_directory_is_never_overwritten(trained_run):
             assert path.read_bytes() == content, path
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
-        (("experiment=lfm_resnet50", "data.root=/nonexistent"), ("data.root=/nonexistent", "bounding_box_train/")),
+        (("experiment=lfm_resnet50", "model.pretrained=false", "data.root=/nonexistent"),
+         ("data.root=/nonexistent", "bounding_box_train/")),
         (("model.backbone=resnet51",), ("model.backbone", "resnet18")),
         (("model.lfm.mask_ratio=1.5",), ("model.lfm", "mask_ratio", "1.5")),
         (("model.lfm.area=[0.5,0.1]",), ("model.lfm", "area")),

@@ -1,5 +1,7 @@
 """The train and eval tasks behind src/train.py and src/eval.py."""
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -13,7 +15,7 @@ from lfm.data.cifar import CIFARDataModule
 from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
 from lfm.models.classification import ClassificationModule
-from lfm.models.reid import RANKING_KEYS, ReIDModule
+from lfm.models.reid import RANKING_KEYS, ReIDModule, build_optimizer
 from lfm.randomness import RandomStateCallback
 from lfm.robustness import evaluate_robustness, parse_attack_settings
 from lfm.runs import (
@@ -56,6 +58,53 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
         raise InputError(f"invalid trainer setting: {error}") from None
 
 
+def build_lfm_callback(cfg: DictConfig) -> LocalFeatureMaskingCallback | None:
+    """The LFM callback of `callbacks.lfm`, if the config has one."""
+    settings = cfg.get("callbacks", {}).get("lfm")
+    if settings is None:
+        return None
+    return LocalFeatureMaskingCallback(**OmegaConf.to_container(settings, resolve=True))
+
+
+@contextmanager
+def lightning_quiet():
+    """Hold back Lightning's info lines (devices, tips), so a check's throwaway Trainer prints nothing."""
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        lightning_log.setLevel(level)
+
+
+def check_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    """A throwaway Trainer from `trainer` settings: Lightning checks them when it builds one."""
+    with lightning_quiet():
+        return build_trainer(cfg, run_dir, [], [])
+
+
+def check_config(cfg: DictConfig, run_dir: Path, task: str) -> None:
+    """Fail on a bad model, LFM, optimizer, scheduler, LFM callback or trainer value at once
+    (a few hundredths of a second), before any data is generated, scanned or decoded.
+
+    The network is built on the meta device (no memory, no initialisation) with a stand-in
+    class count; pretrained weights are read for their names and shapes only.
+    """
+    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    with torch.device("meta"):
+        try:
+            model = task_parts(task)[1](**settings, num_classes=2)
+        except TypeError as error:
+            raise InputError(f"invalid model setting ({error}); see conf/model/ for the valid keys") from None
+        build_optimizer(model.net, settings["optimizer"], settings["scheduler"], cfg.trainer.get("max_epochs") or 1)
+    trainer = check_trainer(cfg, run_dir)
+    lfm_callback = build_lfm_callback(cfg)
+    if lfm_callback is not None:
+        with torch.device("meta"):
+            lfm_callback.on_fit_start(trainer, model)
+
+
 def check_checkpoint(path: str | None) -> Path | None:
     if path is None:
         return None
@@ -88,6 +137,7 @@ def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     task = cfg.get("task", "reid")
     _, module_class, monitor = task_parts(task)
+    check_config(cfg, run_dir, task)
     explicit = check_checkpoint(cfg.get("ckpt_path"))
     unfinished = unfinished_run_checkpoint(run_dir)
     if explicit and unfinished:
@@ -122,15 +172,16 @@ def train(cfg: DictConfig) -> dict:
         checkpoint, RichProgressBar(), LearningRateMonitor(logging_interval="epoch"), MaskedFractionMonitor(),
         RandomStateCallback(cfg.seed),
     ]
-    lfm_callback = cfg.get("callbacks", {}).get("lfm")
+    lfm_callback = build_lfm_callback(cfg)
     if lfm_callback is not None:
-        callbacks.append(LocalFeatureMaskingCallback(**OmegaConf.to_container(lfm_callback, resolve=True)))
+        callbacks.append(lfm_callback)
     trainer = build_trainer(cfg, run_dir, loggers, callbacks)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         metrics = {
             key: float(value) for key, value in trainer.callback_metrics.items()
-            if key.startswith(("val/", "train/lfm_")) and not key.endswith(("_step", "_epoch"))
+            if key.startswith(("val/", "train/lfm_", "train/images_per_second", "train/epoch_seconds"))
+            and not key.endswith(("_step", "_epoch"))
         }
         metrics["seed"] = cfg.seed
         metrics["epochs"] = trainer.current_epoch
@@ -160,6 +211,7 @@ def evaluate(cfg: DictConfig) -> dict:
         raise InputError("ckpt_path is not set; pass ckpt_path=/path/to/checkpoints/best.ckpt")
     attack = parse_attack_settings(OmegaConf.to_container(cfg.attack, resolve=True)) if cfg.get("attack") else None
     source_path = Path(attack.source_ckpt_path) if attack and attack.source_ckpt_path else None
+    check_trainer(cfg, run_dir)
     primary = rank_zero_only.rank == 0
     if primary:
         claim_run_dir(run_dir)
@@ -185,7 +237,7 @@ def evaluate(cfg: DictConfig) -> dict:
         return metrics
     if attack is not None and attack.enabled:
         metrics.update(evaluate_robustness(
-            task, model, source, datamodule.test_dataloader(), attack, trainer.strategy.root_device, run_dir,
+            task, model, source, datamodule.test_dataloader(shard=False), attack, trainer.strategy.root_device, run_dir,
             {"preset": attack.name, "checkpoint": str(checkpoint_path), "source_checkpoint": str(source_path or checkpoint_path)},
         ))
     write_json(run_dir / "metrics.json", metrics)

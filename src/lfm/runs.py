@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import wandb
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -150,4 +149,6 @@ def build_loggers(logger_cfg: DictConfig, run_dir: Path, run_name: str, config: 
 def finish_loggers(loggers: list[Logger]) -> None:
     """Close the W&B run so the next run in the same process (Hydra multirun) starts a new one."""
     if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb  # imported here, not at the top: half a second of start-up that CSV-only runs skip
+
         wandb.finish()

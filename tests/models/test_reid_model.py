@@ -107,6 +107,20 @@ def test_pretrained_weights_from_a_local_file(tmp_path):
     assert torch.equal(loaded.backbone.conv1.weight, source.backbone.conv1.weight)
 
 
+def test_pretrained_weights_on_the_meta_device_are_checked_without_warnings(tmp_path, recwarn):
+    """The start-up config check builds the network on the meta device: a file that fits loads
+    silently (names and shapes only), one that does not fit still fails naming the key."""
+    path = tmp_path / "weights.pth"
+    torch.save(ReIDNet("resnet18", num_classes=4).backbone.state_dict(), path)
+    with torch.device("meta"):
+        net = ReIDNet("resnet18", num_classes=4, pretrained=str(path))
+    assert net.backbone.conv1.weight.is_meta and not recwarn.list
+    torch.save({"head.weight": torch.zeros(1)}, path)
+    fits_not = r"do not fit resnet18 \(key model.pretrained\): 100 missing and 1 unexpected"
+    with torch.device("meta"), pytest.raises(InputError, match=fits_not):
+        ReIDNet("resnet18", num_classes=4, pretrained=str(path))
+
+
 def test_last_stride_one_doubles_the_final_map():
     for backbone in ("resnet18", "resnet50"):
         shapes = [ReIDNet(backbone, 2, last_stride=s).backbone(torch.rand(1, 3, 64, 32)).shape[-2:] for s in (2, 1)]
@@ -146,6 +160,7 @@ def test_lr_schedules():
         ({"optimizer": {**OPTIMIZER, "name": "lion"}}, "model.optimizer.name"),
         ({"optimizer": {**OPTIMIZER, "lr": 0}}, "model.optimizer.lr"),
         ({"scheduler": {**SCHEDULER, "name": "linear"}}, "model.scheduler.name"),
+        ({"optimizer": {**OPTIMIZER, "momentum": -1}}, "model.optimizer setting: Invalid momentum value: -1"),
     ],
 )
 def test_bad_optimizer_settings_name_the_key(settings, key):

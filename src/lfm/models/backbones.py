@@ -82,8 +82,10 @@ def load_pretrained(backbone: nn.Module, name: str, pretrained: bool | str) -> N
             f"be downloaded here: copy the torchvision file there, set model.pretrained=/path/to/weights.pth, "
             f"or train from scratch with model.pretrained=false"
         )
+    # on the meta device (pipeline.check_config, at start-up) only the names and shapes are read
+    location = "meta" if next(backbone.parameters()).is_meta else "cpu"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=location, weights_only=True)
     except Exception as error:
         raise InputError(f"cannot read pretrained weights {path} (key model.pretrained): {error}") from None
     state = {key: value for key, value in state.items() if not key.startswith(CLASSIFIER_KEYS)}

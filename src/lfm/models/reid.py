@@ -198,14 +198,17 @@ def build_optimizer(net: ReIDNet, optimizer: Mapping, scheduler: Mapping, max_ep
         {"params": head_params, "lr": lr},
     ]
     weight_decay = optimizer.get("weight_decay", 0.0)
-    if name == "sgd":
-        opt = torch.optim.SGD(
-            groups, lr=lr, momentum=optimizer.get("momentum", 0.9),
-            nesterov=optimizer.get("nesterov", True), weight_decay=weight_decay,
-        )
-    else:
-        opt_class = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        opt = opt_class(groups, lr=lr, weight_decay=weight_decay)
+    try:
+        if name == "sgd":
+            opt = torch.optim.SGD(
+                groups, lr=lr, momentum=optimizer.get("momentum", 0.9),
+                nesterov=optimizer.get("nesterov", True), weight_decay=weight_decay,
+            )
+        else:
+            opt_class = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+            opt = opt_class(groups, lr=lr, weight_decay=weight_decay)
+    except ValueError as error:  # torch names the argument: "Invalid momentum value: -1"
+        raise InputError(f"invalid model.optimizer setting: {error}") from None
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(epoch, scheduler, max_epochs))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
