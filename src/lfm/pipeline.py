@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor
+from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor
 from lfm.data.cifar import CIFARDataModule
 from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
@@ -170,6 +170,7 @@ def train(cfg: DictConfig) -> dict:
     loggers = build_loggers(cfg.logger, run_dir, cfg.run_name, OmegaConf.to_container(cfg, resolve=True), run_info)
     callbacks = [
         checkpoint, RichProgressBar(), LearningRateMonitor(logging_interval="epoch"), MaskedFractionMonitor(),
+        TrainingSpeedMonitor(),
         RandomStateCallback(cfg.seed),
     ]
     lfm_callback = build_lfm_callback(cfg)
