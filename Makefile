@@ -45,6 +45,7 @@ bench: $(INSTALLED) ## speed benchmarks (each prints a table)
 	$(PY) benchmarks/bench_evaluate_ranking.py
 	$(PY) benchmarks/bench_masking.py
 	$(PY) benchmarks/bench_training_loop.py
+	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_startup.py
 
 gpu-check: $(INSTALLED) ## on a GPU machine: LFM op on CUDA, compile graph breaks, throughput table (H100: < 5 min)

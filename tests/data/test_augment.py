@@ -13,6 +13,8 @@ from lfm.data.augment import (
     CutoutSettings,
     RandomErasingSettings,
     batch_crop_flip,
+    crop_flip_by_gather,
+    crop_flip_by_slices,
     batch_cutout,
     batch_random_erasing,
 )
@@ -136,3 +138,13 @@ def test_augmentation_is_reproducible_from_the_generator_state():
 def test_negative_pad_names_the_key():
     with pytest.raises(InputError, match="data.pad"):
         BatchAugmentation(pad=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_crop_flip_by_slices_equals_the_gather_of_the_accelerator_path(dtype):
+    generator = torch.Generator().manual_seed(3)
+    images = (torch.rand(64, 3, HEIGHT, WIDTH, generator=generator) * 255).to(dtype)
+    top = torch.randint(-PAD, PAD + 1, (64,), generator=generator)
+    left = torch.randint(-PAD, PAD + 1, (64,), generator=generator)
+    mirrored = torch.rand(64, generator=generator) < 0.5
+    assert torch.equal(crop_flip_by_slices(images, top, left, mirrored), crop_flip_by_gather(images, top, left, mirrored))

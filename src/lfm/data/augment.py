@@ -84,22 +84,45 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 def batch_crop_flip(images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Zero-pad each image by `pad`, crop it back to its size at a uniform offset, and mirror it
-    with probability 1/2 (if `flip`), in one gather. uint8 or float [B, C, H, W] in and out."""
-    batch, channels, height, width = images.shape
-    device = images.device
+    with probability 1/2 (if `flip`). uint8 or float [B, C, H, W] in and out."""
+    batch, device = images.shape[0], images.device
     top = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator) - pad
     left = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator) - pad
-    rows = top[:, None] + torch.arange(height, device=device)
-    columns = left[:, None] + torch.arange(width, device=device)
-    if flip:
-        mirrored = torch.rand(batch, device=device, generator=generator) < 0.5
-        columns = torch.where(mirrored[:, None], columns.flip(1), columns)
+    mirrored = (torch.rand(batch, device=device, generator=generator) < 0.5) if flip else torch.zeros_like(top, dtype=torch.bool)
+    if device.type == "cpu":
+        return crop_flip_by_slices(images, top, left, mirrored)
+    return crop_flip_by_gather(images, top, left, mirrored)
+
+
+def crop_flip_by_gather(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """Image b shifted by (top[b], left[b]) with zeros shifted in, mirrored where `mirrored`:
+    one gather, no host-device synchronisation (the accelerator path)."""
+    batch, channels, height, width = images.shape
+    rows = top[:, None] + torch.arange(height, device=images.device)
+    columns = left[:, None] + torch.arange(width, device=images.device)
+    columns = torch.where(mirrored[:, None], columns.flip(1), columns)
     inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[:, None, :]
     source = rows.clamp(0, height - 1)[:, :, None] * width + columns.clamp(0, width - 1)[:, None, :]
     gathered = images.reshape(batch, channels, height * width).gather(
         2, source.reshape(batch, 1, height * width).expand(batch, channels, height * width)
     )
     return gathered.reshape(batch, channels, height, width).masked_fill_(~inside[:, None], 0)
+
+
+def crop_flip_by_slices(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """The same as `crop_flip_by_gather` by one slice copy per image: several times faster on a
+    CPU, where reading the offsets costs nothing."""
+    height, width = images.shape[-2:]
+    output = torch.zeros_like(images)
+    for image, target, dy, dx, mirror in zip(images, output, top.tolist(), left.tolist(), mirrored.tolist()):
+        rows = slice(max(0, -dy), min(height, height - dy))
+        first, last = max(0, -dx), min(width, width - dx)  # the output columns the shifted image covers
+        source = image[:, rows.start + dy:rows.stop + dy, first + dx:last + dx]
+        if mirror:
+            target[:, rows, width - last:width - first] = source.flip(-1)
+        else:
+            target[:, rows, first:last] = source
+    return output
 
 
 def batch_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
