@@ -42,7 +42,7 @@ from lfm.data.datamodule import ReIDDataModule
 PROJECT = Path(__file__).resolve().parents[1]
 EPOCHS = 60  # the paper recipe
 FLOOR_STEPS = 30
-LOADER_BATCHES = 60
+LOADER_SECONDS = 3.0
 TRAINING_TARGET, GPU_TRAINING_TARGET, LOADER_TARGET, GPU_PROJECTION_TARGET_MIN = 0.90, 0.95, 20.0, 5.0
 CPU_RUN = ("experiment=lfm_resnet18_synthetic",)
 GPU_RUN = (
@@ -98,14 +98,14 @@ def floor_images_per_second(overrides: tuple[str, ...], num_classes: int, device
     return plain_images_per_second(setup, itertools.islice(itertools.cycle(batches), FLOOR_STEPS))
 
 
-def loader_images_per_second(loader, batches: int = LOADER_BATCHES) -> float:
-    """images/s of iterating `loader` (the first WARMUP_STEPS batches, worker start-up included, not timed)."""
-    images, start = 0, 0.0
-    for step, batch in enumerate(itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), batches)):
-        if step == WARMUP_STEPS - 1:
-            start = time.perf_counter()
-        elif step >= WARMUP_STEPS:
-            images += len(batch["label"])
+def loader_images_per_second(loader, seconds: float = LOADER_SECONDS) -> float:
+    """images/s of iterating `loader` for `seconds` after its first WARMUP_STEPS batches (worker start-up)."""
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    for _ in range(WARMUP_STEPS):
+        next(batches)
+    images, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        images += len(next(batches)["label"])
     return images / (time.perf_counter() - start)
 
 

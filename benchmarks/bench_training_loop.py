@@ -1,7 +1,7 @@
 """Training throughput (images/s): our Lightning loop against a plain PyTorch loop.
 
 Same model (ResNet-18 re-ID net with LFM after conv1), data (the synthetic Market-style set at
-96 x 48, batch 32, 2 loader workers), optimizer and number of steps; the Lightning side runs
+96 x 48, batch 32, the tensor data pipeline), optimizer and number of steps; the Lightning side runs
 with the callbacks and CSV logging of a real run (masked-fraction monitor, random state, LR
 monitor), without validation or checkpoints. Runs alternate to share out machine noise; the
 table shows medians. Target: Lightning at least 0.95 of the plain loop.
