@@ -17,7 +17,7 @@ loader processes). One table, all rows measured in one run.
    images/s against the floor (target >= 0.95), one epoch's training time and the 60-epoch
    projection (target <= 5 min).
 
-Run: .venv/bin/python benchmarks/bench_pipeline.py [--repeats 2] [--gpu]
+Run: .venv/bin/python benchmarks/bench_pipeline.py [--repeats 3] [--gpu]
 The datasets are generated under data/synthetic/ on first use, with their caches beside them.
 """
 
@@ -41,7 +41,7 @@ from lfm.data.datamodule import ReIDDataModule
 
 PROJECT = Path(__file__).resolve().parents[1]
 EPOCHS = 60  # the paper recipe
-FLOOR_STEPS = 30
+FLOOR_STEPS = 60
 LOADER_SECONDS = 3.0
 TRAINING_TARGET, GPU_TRAINING_TARGET, LOADER_TARGET, GPU_PROJECTION_TARGET_MIN = 0.90, 0.95, 20.0, 5.0
 CPU_RUN = ("experiment=lfm_resnet18_synthetic",)
@@ -183,7 +183,7 @@ def gpu_rows(repeats: int) -> list[tuple]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each row, interleaved; the table shows medians")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each row, interleaved; the table shows medians")
     parser.add_argument("--gpu", action="store_true", help="add the ResNet-50 rows on this machine's CUDA GPU")
     args = parser.parse_args()
     if args.gpu and not torch.cuda.is_available():
