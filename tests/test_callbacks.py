@@ -1,12 +1,14 @@
 """The Lightning callback form of LFM and the masked-fraction monitor."""
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, insertion_label
+from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor, insertion_label
 from lfm.errors import InputError
 from lfm.masking import LocalFeatureMasking
 from lfm.models.backbones import ResNetFeatures
@@ -134,3 +136,19 @@ def test_bad_callback_settings_name_the_key(kwargs, fragment):
 def test_bad_insertion_is_reported_at_fit_start(kwargs, fragment):
     with pytest.raises(InputError, match=fragment):
         fit(TinyClassifier(), [LocalFeatureMaskingCallback(**kwargs)])
+
+
+def test_training_speed_counts_the_images_after_the_skipped_batches_over_their_time(monkeypatch):
+    clock = iter(float(second) for second in range(100))
+    monkeypatch.setattr("lfm.callbacks.time.perf_counter", lambda: next(clock))
+    logged = {}
+    module = SimpleNamespace(device=torch.device("cpu"), log=lambda name, value, **kwargs: logged.__setitem__(name, value))
+    trainer = SimpleNamespace(num_training_batches=6)
+    monitor = TrainingSpeedMonitor(skip_batches=2)
+    monitor.on_train_epoch_start(trainer, module)  # clock 0
+    for index in range(6):
+        batch = {"image": torch.zeros(8, 3, 4, 4)}
+        monitor.on_train_batch_start(trainer, module, batch, index)  # clock 1 at batch 2
+        monitor.on_train_batch_end(trainer, module, None, batch, index)  # clocks 2, 3, 4, 5 at batches 2..5
+    monitor.on_train_epoch_end(trainer, module)
+    assert logged == {"train/images_per_second": 4 * 8 / (5 - 1), "train/epoch_seconds": 5 - 0}
