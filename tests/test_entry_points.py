@@ -118,6 +118,8 @@ def test_a_finished_run_directory_is_never_overwritten(trained_run):
         (("model.lfm.fill=purple",), ("model.lfm", "fill", "purple")),
         (("model.lfm.after=layer9",), ("model.lfm.after", "layer9", "layer1")),
         (("data.val_ids=100000",), ("data.val_ids",)),
+        (("data.cache_max_memory=1e-9",), ("data.cache_max_memory=1e-09", "set data.pipeline=pil")),
+        (("data.pipeline=dali",), ("data.pipeline", "tensor", "pil")),
         (("ckpt_path=/nonexistent/last.ckpt",), ("ckpt_path=/nonexistent/last.ckpt",)),
     ],
 )
