@@ -3,7 +3,8 @@
 No worker processes and no per-sample Python: each batch is one index_select from the
 decoded-image cache (into pinned memory when the model is on a GPU), moved to the model's
 device without blocking, then converted to float there (with the training augmentation on
-training batches). Under DDP each rank takes every world_size-th batch of the epoch's order.
+training batches). Under DDP each rank takes every world_size-th training batch of the epoch's
+order, and every world_size-th sample of an evaluation set.
 """
 
 from collections.abc import Callable, Iterator, Mapping
@@ -21,7 +22,7 @@ class TensorBatches:
     """Iterable of batch dicts: `image` (float [B, 3, H, W] in [0, 1], on `device`) plus one
     entry per `fields` tensor (label, pid, ...), for the positions `order` gives each epoch.
 
-    `images[positions[i]]` is the image of position i; `fields` are indexed by position;
+    `images[rows[i]]` is the image of position i; `fields` are indexed by position;
     `order` is an epoch order of lfm.data.samplers (positions(), set_epoch(), len()).
     `augment(images, generator)` (uint8 in, float out) is applied when given, with `generator()`
     returning the generator to draw from (on `device`). Lightning calls `sampler.set_epoch`.
@@ -30,7 +31,7 @@ class TensorBatches:
     def __init__(
         self,
         images: torch.Tensor,
-        positions: torch.Tensor,
+        rows: torch.Tensor,
         fields: Mapping[str, torch.Tensor],
         order,
         batch_size: int,
@@ -41,7 +42,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
     ):
-        self.images, self.positions, self.fields = images, positions, dict(fields)
+        self.images, self.rows, self.fields = images, rows, dict(fields)
         self.sampler, self.batch_size, self.drop_last = order, batch_size, drop_last
         self.batch_sampler = None  # read by Lightning, which takes `sampler` for the epoch order
         self.device = torch.device(device)
@@ -65,7 +66,7 @@ class TensorBatches:
             yield self._batch(order[start:start + self.batch_size])
 
     def _batch(self, chosen: torch.Tensor) -> dict:
-        rows = self.positions[chosen]
+        rows = self.rows[chosen]
         if self.pin:
             images = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
             torch.index_select(self.images, 0, rows, out=images)
