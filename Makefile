@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED) ## create .venv and install the package with its exact pins
 
-train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (2 CPU cores: about 8 min)
+train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (2 CPU cores: about 5 min)
 	$(PY) src/train.py experiment=lfm_resnet18_synthetic $(TRAIN_ARGS)
 
 sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (2 CPU cores: a few minutes)
