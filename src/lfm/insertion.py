@@ -18,9 +18,15 @@ def insertion_points(model: nn.Module, max_depth: int | None = None) -> list[str
     return [name for name in names if name.count(".") < max_depth]
 
 
+def stage_names(model: nn.Module) -> list[str]:
+    """The names of `model`'s stages, where the model lists them (timm's `feature_info`)."""
+    return [stage["module"] for stage in getattr(model, "feature_info", None) or [] if stage.get("module")]
+
+
 def _unknown_name_message(model: nn.Module, name: str) -> str:
     names = insertion_points(model)
-    shallow = ", ".join(insertion_points(model, max_depth=2))
+    stages = stage_names(model)
+    shallow = ", ".join(stages + [point for point in insertion_points(model, max_depth=2) if point not in stages])
     deeper = next((deep for deep in names if deep.count(".") >= 2), None)
     example = f" (or a deeper submodule such as {deeper})" if deeper else ""
     return f"unknown insertion point {name!r} for {type(model).__name__}; valid names: {shallow}{example}"

@@ -1,10 +1,16 @@
-"""torchvision CNN backbones as feature extractors, with optional local ImageNet weights.
+"""CNN backbones as feature extractors: torchvision's, IBN-Net-a ResNets and any timm CNN
+(`timm:<name>`), with optional local ImageNet weights.
 
-Submodule names are torchvision's, so insertion points and pretrained weights use the names
-people know: ResNets expose conv1, bn1, relu, maxpool, layer1..layer4 (blocks layer1.0, ...);
-the other families expose their `features` stack (features.0, features.1, ...).
+Submodule names are those of the library each comes from, so insertion points and pretrained
+weights use the names people know: ResNets (torchvision and IBN-a) expose conv1, bn1, relu,
+maxpool, layer1..layer4 (blocks layer1.0, ...); torchvision's other families expose their
+`features` stack (features.0, features.1, ...); a timm model keeps all of timm's names (its
+stages are listed in its `feature_info`: layer1..layer4 for ResNets, s1..s4 for RegNets,
+stages.0..3 for ConvNeXt, blocks.0..6 for EfficientNets).
 """
 
+import difflib
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -12,26 +18,27 @@ import torchvision
 from torch import nn
 
 from lfm.errors import InputError
+from lfm.models.ibn import IBN_A_RESNETS, use_ibn_a
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 FEATURE_STACKS = ("mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vgg16_bn")
-BACKBONES = RESNETS + FEATURE_STACKS
+BACKBONES = RESNETS + tuple(IBN_A_RESNETS) + FEATURE_STACKS
+TIMM_PREFIX = "timm:"
 CLASSIFIER_KEYS = ("fc.", "classifier.")
 
 
 class ResNetFeatures(nn.Module):
-    """A torchvision ResNet up to `layer4`, returning the [B, C, h, w] feature map."""
+    """A torchvision (or IBN-a) ResNet up to `layer4`, returning the [B, C, h, w] feature map."""
 
     def __init__(self, name: str, last_stride: int = 2):
         super().__init__()
-        resnet = torchvision.models.get_model(name, weights=None)
+        resnet = torchvision.models.get_model(IBN_A_RESNETS[name][0] if name in IBN_A_RESNETS else name, weights=None)
+        if name in IBN_A_RESNETS:
+            use_ibn_a(resnet)
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
         if last_stride == 1:
-            block = self.layer4[0]
-            strided_conv = block.conv2 if isinstance(block, torchvision.models.resnet.Bottleneck) else block.conv1
-            strided_conv.stride = (1, 1)
-            block.downsample[0].stride = (1, 1)
+            remove_first_downsampling(self.layer4)
         self.out_channels = resnet.fc.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,43 +59,196 @@ class FeatureStackFeatures(nn.Module):
         return self.features(x)
 
 
+def _stride(module: nn.Module) -> int:
+    """The stride of a layer (a convolution, a pool; 1 for others and for blocks, which may
+    hold a `stride` attribute of their own)."""
+    if next(module.children(), None) is not None:
+        return 1
+    stride = getattr(module, "stride", 1)
+    return max(stride) if isinstance(stride, tuple) else stride
+
+
+def _keeps_size_at_stride_one(module: nn.Module) -> bool:
+    """A convolution with 'same' padding, or a 2 x 2 average pool (the ResNet-D shortcut)."""
+    if type(module) is nn.Conv2d:
+        return all(
+            kernel % 2 == 1 and padding == dilation * (kernel - 1) // 2
+            for kernel, padding, dilation in zip(module.kernel_size, module.padding, module.dilation)
+        )
+    return type(module) is nn.AvgPool2d and module.kernel_size in (2, (2, 2)) and _stride(module) == 2
+
+
+def remove_first_downsampling(stage: nn.Module) -> bool:
+    """Make the first block of `stage` keep its input's size (re-ID's "last stride 1"), in place:
+    its stride-2 'same' convolutions get stride 1 and its 2 x 2 average-pool shortcut becomes
+    the identity. Returns False, changing nothing, if the block does not downsample or does so
+    in another way (a 2 x 2 convolution, an anti-aliasing blur, ...)."""
+    block = next(iter(stage.children()), stage)
+    strided = [(name, module) for name, module in block.named_modules() if _stride(module) != 1]
+    if not strided or not all(_keeps_size_at_stride_one(module) for _, module in strided):
+        return False
+    for name, module in strided:
+        if isinstance(module, nn.Conv2d):
+            module.stride = (1, 1)
+        else:
+            parent, _, child = name.rpartition(".")
+            setattr(block.get_submodule(parent), child, nn.Identity())
+    return True
+
+
+def _timm():
+    # imported on first use: importing timm takes seconds, and only timm backbones need it
+    import timm
+
+    return timm
+
+
+def _feature_map_channels(model: nn.Module, name: str) -> int:
+    """The channels of `model`'s output, from a forward pass on the meta device (shapes only,
+    no computation); refuses a model whose output is not a [B, C, h, w] map."""
+    size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    tensors = chain(model.named_parameters(), model.named_buffers())
+    stand_ins = {key: torch.empty_like(value, device="meta") for key, value in tensors}
+    try:
+        with torch.no_grad():
+            output = torch.func.functional_call(model, stand_ins, (torch.empty(2, *size, device="meta"),))
+    except Exception as error:  # any failure of a third-party forward pass means: not usable here
+        raise InputError(f"timm:{name} cannot run as a backbone (key model.backbone): {error}") from None
+    if not isinstance(output, torch.Tensor) or output.dim() != 4:
+        shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise InputError(
+            f"timm:{name} is not a CNN: its features are {shape}, not a [B, C, h, w] map "
+            f"(key model.backbone); choose a convolutional timm model (ResNet, RegNet, EfficientNet, ConvNeXt, ...)"
+        )
+    return output.shape[1]
+
+
+def build_timm_backbone(name: str, last_stride: int = 2) -> nn.Module:
+    """The timm CNN `name` (a timm model name, optionally with its weights tag) without its
+    pooling and classifier: it returns the [B, C, h, w] map and keeps timm's module names."""
+    timm = _timm()
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise InputError(
+            f"unknown timm model {name!r} (key model.backbone={TIMM_PREFIX}{name}); {hint}"
+            f"list the names with python -c \"import timm; print(timm.list_models('resnet*'))\""
+        )
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        raise InputError(f"cannot build {TIMM_PREFIX}{name} (key model.backbone): {error}") from None
+    model.out_channels = _feature_map_channels(model, name)
+    stages = model.feature_info
+    halves = len(stages) >= 2 and stages[-1]["reduction"] == 2 * stages[-2]["reduction"]
+    if last_stride == 1 and not (halves and remove_first_downsampling(model.get_submodule(stages[-1]["module"]))):
+        raise InputError(
+            f"model.last_stride=1 is not available for {TIMM_PREFIX}{name}: its last stage "
+            f"({stages[-1]['module']}) does not start with a stride-2 convolution that can be set to 1; "
+            f"set model.last_stride=2"
+        )
+    return model
+
+
 def build_backbone(name: str, last_stride: int = 2) -> nn.Module:
-    """The feature extractor `name` (see BACKBONES), with an `out_channels` attribute."""
-    if name not in BACKBONES:
-        raise InputError(f"unknown backbone {name!r} (key model.backbone); choose one of {list(BACKBONES)}")
+    """The feature extractor `name` (see BACKBONES, or `timm:<timm model name>`), with an
+    `out_channels` attribute."""
     if last_stride not in (1, 2):
         raise InputError(f"model.last_stride must be 1 or 2, got {last_stride}")
-    if name in RESNETS:
+    if name.startswith(TIMM_PREFIX):
+        return build_timm_backbone(name.removeprefix(TIMM_PREFIX), last_stride)
+    if name not in BACKBONES:
+        raise InputError(
+            f"unknown backbone {name!r} (key model.backbone); choose one of {list(BACKBONES)} "
+            f"or a timm CNN as {TIMM_PREFIX}<name> (e.g. {TIMM_PREFIX}resnet50d)"
+        )
+    if name in RESNETS or name in IBN_A_RESNETS:
         return ResNetFeatures(name, last_stride)
     if last_stride != 2:
         raise InputError(f"model.last_stride=1 is only available for ResNets, not {name}; set model.last_stride=2")
     return FeatureStackFeatures(name)
 
 
+def _timm_cached_weights(name: str) -> tuple[Path | None, Path]:
+    """Where timm keeps `name`'s weights: the file in the Hugging Face hub cache (or the torch
+    hub cache, for weights timm fetches by URL) if there is one, and the path to name if not."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    config = _timm().models.get_pretrained_cfg(name)
+    if config is None or not (config.hf_hub_id or config.url):
+        raise InputError(f"timm has no pretrained weights for {name} (key model.pretrained); set model.pretrained=false")
+    candidates = []
+    if config.hf_hub_id:
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            cached = try_to_load_from_cache(config.hf_hub_id, filename)
+            candidates.append(Path(cached) if isinstance(cached, str) else None)
+    if config.url:
+        candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / config.url.rsplit("/", 1)[-1])
+    found = next((path for path in candidates if path is not None and path.is_file()), None)
+    if config.hf_hub_id:
+        repo_folder = "models--" + config.hf_hub_id.replace("/", "--")
+        expected = Path(constants.HF_HUB_CACHE) / repo_folder / "snapshots" / "<revision>" / "model.safetensors"
+    else:
+        expected = candidates[-1]
+    return found, expected
+
+
 def imagenet_weights_path(name: str) -> Path:
-    """Where torchvision keeps the ImageNet (IMAGENET1K_V1) weights of `name` in the torch hub cache."""
-    url = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"].url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    """Where the ImageNet weights of backbone `name` are kept on this machine: torchvision's
+    (IMAGENET1K_V1) and the IBN-Net authors' files in the torch hub cache, timm's in the
+    Hugging Face hub cache (the path it would have, if the file is not there)."""
+    if name.startswith(TIMM_PREFIX):
+        found, expected = _timm_cached_weights(name.removeprefix(TIMM_PREFIX))
+        return found or expected
+    if name in IBN_A_RESNETS:
+        filename = IBN_A_RESNETS[name][1]
+    else:
+        filename = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"].url.rsplit("/", 1)[-1]
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def read_weights(path: Path, device: str) -> dict:
+    """The state dict in a .pth / .bin (torch) or .safetensors file; on the meta device only
+    names and shapes. A training checkpoint's `state_dict` entry and DataParallel's `module.`
+    prefixes (as in the IBN-Net authors' first release) are unwrapped."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as file:
+            if device == "meta":
+                return {key: torch.empty(file.get_slice(key).get_shape(), device="meta") for key in file.keys()}
+            return {key: file.get_tensor(key) for key in file.keys()}
+    state = torch.load(path, map_location=device, weights_only=True)
+    if isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def _classifier_keys(backbone: nn.Module) -> tuple[str, ...]:
+    """Key prefixes of the classifier a weights file holds and the backbone does not."""
+    classifier = getattr(backbone, "pretrained_cfg", {}).get("classifier") or ()
+    names = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    return CLASSIFIER_KEYS + tuple(f"{name}." for name in names)
 
 
 def load_pretrained(backbone: nn.Module, name: str, pretrained: bool | str) -> None:
-    """Load ImageNet weights from the hub cache (`True`) or a file path; never downloads."""
+    """Load ImageNet weights from the local cache (`True`) or a file path; never downloads."""
     if pretrained is False or pretrained is None:
         return
     path = imagenet_weights_path(name) if pretrained is True else Path(str(pretrained)).expanduser()
     if not path.is_file():
         raise InputError(
             f"pretrained weights for {name} not found at {path} (key model.pretrained); they cannot "
-            f"be downloaded here: copy the torchvision file there, set model.pretrained=/path/to/weights.pth, "
+            f"be downloaded here: copy the file there, set model.pretrained=/path/to/weights.pth, "
             f"or train from scratch with model.pretrained=false"
         )
     # on the meta device (pipeline.check_config, at start-up) only the names and shapes are read
     location = "meta" if next(backbone.parameters()).is_meta else "cpu"
     try:
-        state = torch.load(path, map_location=location, weights_only=True)
+        state = read_weights(path, location)
     except Exception as error:
         raise InputError(f"cannot read pretrained weights {path} (key model.pretrained): {error}") from None
-    state = {key: value for key, value in state.items() if not key.startswith(CLASSIFIER_KEYS)}
+    state = {key: value for key, value in state.items() if not key.startswith(_classifier_keys(backbone))}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(

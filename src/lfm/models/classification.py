@@ -10,6 +10,7 @@ from torch import nn
 
 from lfm.errors import InputError
 from lfm.models.backbones import RESNETS, build_backbone, load_pretrained
+from lfm.models.ibn import IBN_A_RESNETS
 from lfm.models.regularizers import attach_feature_regularizers
 from lfm.models.reid import build_optimizer
 
@@ -19,8 +20,11 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 def use_small_input_stem(backbone: nn.Module, name: str) -> None:
     """The CIFAR ResNet stem: conv1 3x3 stride 1 and no max-pool, for 32 x 32 inputs."""
-    if name not in RESNETS:
-        raise InputError(f"model.small_input is only available for ResNets ({list(RESNETS)}), not {name}")
+    resnets = RESNETS + tuple(IBN_A_RESNETS)
+    if name not in resnets:
+        raise InputError(
+            f"model.small_input is only available for ResNets ({list(resnets)}), not {name}; set model.small_input=false"
+        )
     backbone.conv1 = nn.Conv2d(3, backbone.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     backbone.maxpool = nn.Identity()
 
