@@ -1,5 +1,8 @@
 """Backbones beyond torchvision: any timm CNN (`timm:<name>`) and the IBN-Net-a ResNets."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from huggingface_hub import constants
@@ -32,6 +35,13 @@ def stage_shapes(backbone, stages, size=(224, 224)) -> dict:
 
 
 # ---- timm ----------------------------------------------------------------------------------
+
+
+def test_timm_is_imported_only_for_a_timm_backbone():
+    """Importing timm takes seconds; runs on torchvision or IBN-Net backbones never pay for it."""
+    code = "import sys, lfm.models.backbones as b; b.build_backbone('resnet50_ibn_a'); print('timm' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(("backbone", "stage"), TIMM_STAGES)
