@@ -113,11 +113,11 @@ def _feature_map_channels(model: nn.Module, name: str) -> int:
         with torch.no_grad():
             output = torch.func.functional_call(model, stand_ins, (torch.empty(2, *size, device="meta"),))
     except Exception as error:  # any failure of a third-party forward pass means: not usable here
-        raise InputError(f"timm:{name} cannot run as a backbone (key model.backbone): {error}") from None
+        raise InputError(f"{TIMM_PREFIX}{name} cannot run as a backbone (key model.backbone): {error}") from None
     if not isinstance(output, torch.Tensor) or output.dim() != 4:
         shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise InputError(
-            f"timm:{name} is not a CNN: its features are {shape}, not a [B, C, h, w] map "
+            f"{TIMM_PREFIX}{name} is not a CNN: its features are {shape}, not a [B, C, h, w] map "
             f"(key model.backbone); choose a convolutional timm model (ResNet, RegNet, EfficientNet, ConvNeXt, ...)"
         )
     return output.shape[1]
