@@ -27,7 +27,7 @@ train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic d
 sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (2 CPU cores: a few minutes)
 	$(PY) src/sweep.py conf/sweep/demo.yaml $(SWEEP_ARGS)
 
-study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 65 min on 2 CPU cores; STUDY=full: real data, GPU)
+study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 58 min on 2 CPU cores; STUDY=full: real data, GPU)
 	$(PY) src/study.py $(STUDY)
 
 test: $(INSTALLED) ## the test suite (fast tests; no network), then the notebooks
