@@ -34,7 +34,7 @@ test: $(INSTALLED) ## the test suite (fast tests; no network), then the notebook
 	$(PY) -m pytest -m "not slow" -q
 	$(MAKE) --no-print-directory notebooks
 
-notebooks: $(INSTALLED) ## execute every notebook on the demo outputs (made once under outputs/notebook_demo/; 2 CPU cores: 1 min, 3 to 5 min the first time)
+notebooks: $(INSTALLED) ## execute every notebook on the demo outputs (made once under outputs/notebook_demo/; 2 CPU cores: 1 min, about 2 min the first time)
 	$(PY) -m lfm.demo
 	$(PY) -m pytest --nbmake --nbmake-timeout=600 -q notebooks/
 
