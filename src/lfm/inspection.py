@@ -15,7 +15,7 @@ from lfm.data.transforms import eval_transform
 from lfm.errors import InputError
 from lfm.insertion import insert_after_each
 from lfm.masking import LocalFeatureMasking, local_feature_masking, sample_feature_mask
-from lfm.metrics.reid import pairwise_distance
+from lfm.metrics.distance import pairwise_distance
 from lfm.models.reid import ReIDModule
 from lfm.pipeline import build_datamodule, load_checkpoint, load_module
 from lfm.robustness import AttackSettings, attack_images

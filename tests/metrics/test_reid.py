@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchmetrics.utilities import dim_zero_cat
 
-from lfm.metrics import ReIDRankingMetric, evaluate_ranking, pairwise_distance
+from lfm.metrics import ReIDRankingMetric, evaluate_features, evaluate_ranking, k_reciprocal_rerank, pairwise_distance
 
 # Hand-computed example. Gallery items (pid, camera):
 #   g0 (1, c1)  g1 (1, c2)  g2 (1, c3)  g3 (2, c1)  g4 (-1, c2) junk  g5 (0, c3) distractor
@@ -33,6 +33,8 @@ HAND_MAP_STANDARD = 97 / 180
 #   D: r=0: (1 + 1)/2, r=2: (1/2 + 2/3)/2 -> (1 + 7/12)/2 = 19/24
 # mAP = (0.2875 + 1/6 + 19/24)/3 = 299/720.
 HAND_MAP_TRAPEZOID = 299 / 720
+# mINP: matches found over the rank of the last one: A 2/5, B 1/3, D 2/3 -> (2/5 + 1/3 + 2/3)/3 = 7/15.
+HAND_MINP = 7 / 15
 
 
 def hand_inputs() -> tuple[np.ndarray, ...]:
@@ -46,8 +48,8 @@ def hand_inputs() -> tuple[np.ndarray, ...]:
 
 
 def reference_ranking(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, ap):
-    """Per-query loop over a stable full argsort (torchreid AP, or layumi's trapezoid AP)."""
-    all_cmc, all_ap = [], []
+    """Per-query loop over a stable full argsort (torchreid AP, or layumi's trapezoid AP; fast-reid's mINP)."""
+    all_cmc, all_ap, all_inp = [], [], []
     for q in range(distmat.shape[0]):
         order = np.argsort(distmat[q], kind="stable")
         keep = (g_pids[order] != -1) & ~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))
@@ -59,6 +61,7 @@ def reference_ranking(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, ap)
         all_cmc.append(cmc)
         rows_good = np.flatnonzero(is_match)
         ngood = rows_good.size
+        all_inp.append(ngood / (rows_good[-1] + 1))
         if ap == "standard":
             all_ap.append(sum((i + 1) / (r + 1) for i, r in enumerate(rows_good)) / ngood)
         else:
@@ -68,7 +71,7 @@ def reference_ranking(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, ap)
                 old_precision = i / r if r != 0 else 1.0
                 total += (old_precision + precision) / 2 / ngood
             all_ap.append(total)
-    return np.mean(all_cmc, axis=0), float(np.mean(all_ap)), len(all_ap)
+    return np.mean(all_cmc, axis=0), float(np.mean(all_ap)), len(all_ap), float(np.mean(all_inp))
 
 
 def random_inputs(seed: int, num_q: int = 50, num_g: int = 300, dtype=np.float64):
@@ -83,11 +86,12 @@ def random_inputs(seed: int, num_q: int = 50, num_g: int = 300, dtype=np.float64
 
 def assert_matches_reference(inputs, max_rank, ap):
     result = evaluate_ranking(*inputs, max_rank=max_rank, ap=ap)
-    cmc, mean_ap, num_valid = reference_ranking(*inputs, max_rank=max(max_rank, 10), ap=ap)
+    cmc, mean_ap, num_valid, mean_inp = reference_ranking(*inputs, max_rank=max(max_rank, 10), ap=ap)
     np.testing.assert_allclose(result["cmc"].numpy(), cmc[:max_rank], atol=1e-6, rtol=0)
     for k in (1, 5, 10):
         assert result[f"rank{k}"] == pytest.approx(cmc[k - 1], abs=1e-6)
     assert result["mAP"] == pytest.approx(mean_ap, abs=1e-6)
+    assert result["mINP"] == pytest.approx(mean_inp, abs=1e-6)
     assert result["num_valid_queries"] == num_valid
 
 
@@ -102,6 +106,7 @@ def test_hand_computed_example(as_torch):
     assert (standard["rank1"], standard["rank5"], standard["rank10"]) == pytest.approx((1 / 3, 1.0, 1.0))
     assert standard["mAP"] == pytest.approx(HAND_MAP_STANDARD)
     assert trapezoid["mAP"] == pytest.approx(HAND_MAP_TRAPEZOID)
+    assert standard["mINP"] == trapezoid["mINP"] == pytest.approx(HAND_MINP)
     assert standard["num_valid_queries"] == trapezoid["num_valid_queries"] == 3
     assert isinstance(standard["mAP"], float) and isinstance(standard["num_valid_queries"], int)
 
@@ -161,8 +166,8 @@ def test_chunked_evaluation_matches_reference(monkeypatch):
     ("override", "message"),
     [
         ({"distmat": np.zeros(4)}, "distmat must be 2-D"),
-        ({"q_pids": np.zeros(5, dtype=int)}, r"distmat has shape \(4, 8\) but q_pids has 5 entries"),
-        ({"g_camids": np.zeros(7, dtype=int)}, r"distmat has shape \(4, 8\) but g_camids has 7 entries"),
+        ({"q_pids": np.zeros(5, dtype=int)}, r"4 queries and 8 gallery items but q_pids has 5 entries"),
+        ({"g_camids": np.zeros(7, dtype=int)}, r"4 queries and 8 gallery items but g_camids has 7 entries"),
         ({"distmat": np.full((4, 8), np.nan)}, "NaN or infinite"),
         ({"max_rank": 0}, "max_rank must be a positive int"),
         ({"ap": "area"}, "ap must be one of"),
@@ -193,7 +198,7 @@ def direct_result(features, pids, camids, is_query, distance, ap="standard"):
 
 def assert_same_result(actual, expected):
     torch.testing.assert_close(actual["cmc"], expected["cmc"])
-    for key in ("rank1", "rank5", "rank10", "mAP", "num_valid_queries"):
+    for key in ("rank1", "rank5", "rank10", "mAP", "mINP", "num_valid_queries"):
         assert actual[key] == pytest.approx(expected[key], abs=1e-12)
 
 
@@ -265,3 +270,37 @@ def test_metric_rejects_bad_arguments():
         metric.update(features, pids, camids, is_query.long(), index)
     with pytest.raises(ValueError, match="before any update"):
         metric.compute()
+
+
+def split_features(features, pids, camids, is_query):
+    return features[is_query], features[~is_query], pids[is_query], pids[~is_query], camids[is_query], camids[~is_query]
+
+
+@pytest.mark.parametrize(("distance", "ap"), [("cosine", "standard"), ("euclidean", "trapezoid")])
+def test_evaluate_features_in_small_chunks_equals_the_dense_evaluation(monkeypatch, distance, ap):
+    features, pids, camids, is_query, _ = labelled_features(2, num=300)
+    expected = direct_result(features, pids, camids, is_query, distance, ap)
+    monkeypatch.setattr("lfm.metrics.reid._CHUNK_ELEMENTS", 3 * 300)
+    assert_same_result(evaluate_features(*split_features(features, pids, camids, is_query), distance, ap=ap), expected)
+
+
+def test_evaluate_features_reranked_equals_ranking_the_reranked_distance():
+    features, pids, camids, is_query, _ = labelled_features(3, num=300)
+    query, gallery, *ids = split_features(features, pids, camids, is_query)
+    distances = [pairwise_distance(a, b, "euclidean") for a, b in ((query, gallery), (query, query), (gallery, gallery))]
+    expected = evaluate_ranking(k_reciprocal_rerank(*distances, k1=8, k2=3), *ids)
+    actual = evaluate_features(query, gallery, *ids, distance="euclidean", rerank={"k1": 8, "k2": 3})
+    for key in ("rank1", "rank5", "mAP", "mINP"):
+        assert actual[key] == pytest.approx(expected[key], abs=1e-6)
+
+
+def test_metric_with_rerank_reports_both_rankings():
+    features, pids, camids, is_query, index = labelled_features(4, num=200)
+    metric = ReIDRankingMetric(distance="euclidean", rerank={"k1": 8, "k2": 3})
+    metric.update(features, pids, camids, is_query, index)
+    result = metric.compute()
+    assert_same_result(result, direct_result(features, pids, camids, is_query, "euclidean"))
+    query, gallery, *ids = split_features(features, pids, camids, is_query)
+    reranked = evaluate_features(query, gallery, *ids, distance="euclidean", rerank={"k1": 8, "k2": 3})
+    assert result["rerank"]["mAP"] == pytest.approx(reranked["mAP"], abs=1e-12)
+    assert result["rerank"]["mAP"] != pytest.approx(result["mAP"], abs=1e-6)

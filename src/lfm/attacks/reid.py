@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from lfm.metrics.reid import pairwise_distance
+from lfm.metrics.distance import pairwise_distance
 
 REID_LOSSES = ("sma", "odfa", "metric")
 NEEDS_RANDOM_START = frozenset({"sma"})

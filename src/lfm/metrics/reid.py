@@ -1,4 +1,4 @@
-"""Re-ID ranking metrics: CMC and mAP under the Market-1501 protocol.
+"""Re-ID ranking metrics: CMC, mAP and mINP under the Market-1501 protocol.
 
 Protocol (torchreid's ``eval_market1501``): for each query, gallery items with the
 same pid *and* the same camera are dropped, as are all junk items (pid ``-1``);
@@ -16,45 +16,41 @@ needs bit-equal distances, which continuous features do not produce. Ties among
 matches do not change any result.
 """
 
+from collections.abc import Callable, Mapping
 from typing import Literal
 
-import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-ArrayLike = torch.Tensor | np.ndarray
+from lfm.metrics.distance import (
+    ArrayLike,
+    Distance,
+    check_distance,
+    check_feature_shapes,
+    check_finite,
+    prepare_features,
+    prepared_distance,
+)
+from lfm.metrics.rerank import k_reciprocal_rerank_features
+
 APDefinition = Literal["standard", "trapezoid"]
-Distance = Literal["cosine", "euclidean"]
 
 _AP_DEFINITIONS = ("standard", "trapezoid")
-_DISTANCES = ("cosine", "euclidean")
 _JUNK_PID = -1
 # Rows per chunk are chosen so that one chunk's [rows, G] temporaries stay near this size.
 _CHUNK_ELEMENTS = 1 << 22
 
 
-def _validate_inputs(
-    distmat: torch.Tensor,
-    ids: dict[str, torch.Tensor],
-    max_rank: int,
-    ap: str,
-) -> None:
-    if distmat.ndim != 2:
-        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {tuple(distmat.shape)}")
-    num_q, num_g = distmat.shape
-    expected = {"q_pids": num_q, "q_camids": num_q, "g_pids": num_g, "g_camids": num_g}
+def _check_ids(num_query: int, num_gallery: int, ids: dict[str, torch.Tensor]) -> None:
+    expected = {"q_pids": num_query, "q_camids": num_query, "g_pids": num_gallery, "g_camids": num_gallery}
     for name, ids_tensor in ids.items():
         if ids_tensor.ndim != 1 or ids_tensor.numel() != expected[name]:
             raise ValueError(
-                f"distmat has shape {tuple(distmat.shape)} but {name} has "
+                f"there are {num_query} queries and {num_gallery} gallery items but {name} has "
                 f"{ids_tensor.numel()} entries (shape {tuple(ids_tensor.shape)}); "
                 f"expected a 1-D array of {expected[name]}"
             )
-    # aminmax propagates NaN and is one cheap pass, unlike isfinite().all().
-    if distmat.numel() and not torch.isfinite(torch.stack(torch.aminmax(distmat))).all():
-        raise ValueError("distmat contains NaN or infinite values; distances must be finite")
-    _validate_options(max_rank=max_rank, ap=ap)
 
 
 def _validate_options(max_rank: int | None = None, ap: str | None = None, distance: str | None = None) -> None:
@@ -62,8 +58,8 @@ def _validate_options(max_rank: int | None = None, ap: str | None = None, distan
         raise ValueError(f"max_rank must be a positive int, got {max_rank!r}")
     if ap is not None and ap not in _AP_DEFINITIONS:
         raise ValueError(f"ap must be one of {_AP_DEFINITIONS}, got {ap!r}")
-    if distance is not None and distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
+    if distance is not None:
+        check_distance(distance)
 
 
 def _position_in_row(rows: torch.Tensor, row_counts: torch.Tensor) -> torch.Tensor:
@@ -135,6 +131,10 @@ def _average_precision(ranks: torch.Tensor, num_matches: torch.Tensor, ap: str) 
     return (precision * real).sum(dim=1) / num_matches
 
 
+def _as_ids(values: dict[str, ArrayLike], device: torch.device) -> dict[str, torch.Tensor]:
+    return {name: torch.as_tensor(value, device=device).to(torch.int64) for name, value in values.items()}
+
+
 def evaluate_ranking(
     distmat: ArrayLike,
     q_pids: ArrayLike,
@@ -144,30 +144,80 @@ def evaluate_ranking(
     max_rank: int = 50,
     ap: APDefinition = "standard",
 ) -> dict[str, torch.Tensor | float | int]:
-    """CMC and mAP of a query x gallery distance matrix (smaller = more similar).
+    """CMC, mAP and mINP of a query x gallery distance matrix (smaller = more similar).
 
     Accepts torch tensors or NumPy arrays and runs on ``distmat``'s device.
     ``ap="standard"`` is the torchreid / fast-reid AP (mean precision at each match);
     ``ap="trapezoid"`` is layumi's ``compute_mAP``, never higher.
 
     Returns ``cmc`` (float64 tensor of length ``max_rank``, fractions), ``rank1``,
-    ``rank5``, ``rank10`` and ``mAP`` (floats in [0, 1]) and ``num_valid_queries``.
-    Unlike torchreid, which shortens ``cmc`` to the gallery size when ``max_rank``
-    exceeds it, ``cmc`` keeps length ``max_rank``: ranks past the gallery repeat the
-    last value (1.0, since every valid query has a match within the gallery).
+    ``rank5``, ``rank10``, ``mAP`` and ``mINP`` (floats in [0, 1]) and ``num_valid_queries``.
+    mINP (Ye et al., TPAMI 2021) is the mean over valid queries of the number of matches
+    divided by the rank of the last match. Unlike torchreid, which shortens ``cmc`` to the
+    gallery size when ``max_rank`` exceeds it, ``cmc`` keeps length ``max_rank``: ranks past
+    the gallery repeat the last value (1.0, since every valid query has a match within the gallery).
     """
     distmat = torch.as_tensor(distmat)
     if not distmat.is_floating_point():
         distmat = distmat.to(torch.float64)
     distmat = distmat.to(torch.promote_types(distmat.dtype, torch.float32))
-    ids = {
-        name: torch.as_tensor(value, device=distmat.device).to(torch.int64)
-        for name, value in (("q_pids", q_pids), ("g_pids", g_pids), ("q_camids", q_camids), ("g_camids", g_camids))
-    }
-    _validate_inputs(distmat, ids, max_rank, ap)
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {tuple(distmat.shape)}")
+    ids = _as_ids({"q_pids": q_pids, "g_pids": g_pids, "q_camids": q_camids, "g_camids": g_camids}, distmat.device)
+    _check_ids(*distmat.shape, ids)
+    check_finite(distmat, "distmat")
+    _validate_options(max_rank=max_rank, ap=ap)
+    return _rank_queries(lambda queries: distmat.index_select(0, queries), distmat.shape[1], ids, max_rank, ap)
 
+
+def evaluate_features(
+    query_features: ArrayLike,
+    gallery_features: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    distance: Distance = "cosine",
+    max_rank: int = 50,
+    ap: APDefinition = "standard",
+    rerank: Mapping | None = None,
+) -> dict[str, torch.Tensor | float | int]:
+    """:func:`evaluate_ranking` of query [Q, D] and gallery [G, D] features, memory-bounded.
+
+    Distances are computed for a chunk of queries at a time and never held whole, so the
+    memory above the features is a few chunks of [rows, G] (MSMT17: 11,659 x 82,161 in a
+    few hundred MB). ``rerank`` ({} for the defaults, or any of k1, k2, lambda_value) ranks by
+    the k-reciprocal re-ranked distance instead (:mod:`lfm.metrics.rerank`), also chunk by chunk.
+    """
+    _validate_options(max_rank=max_rank, ap=ap, distance=distance)
+    query = torch.as_tensor(query_features)
+    gallery = torch.as_tensor(gallery_features).to(query.device)
+    check_feature_shapes(query, gallery)
+    ids = _as_ids({"q_pids": q_pids, "g_pids": g_pids, "q_camids": q_camids, "g_camids": g_camids}, query.device)
+    _check_ids(query.shape[0], gallery.shape[0], ids)
+    check_finite(query, "query_features")
+    check_finite(gallery, "gallery_features")
+    if rerank is not None:
+        reranked = k_reciprocal_rerank_features(query, gallery, **rerank, distance=distance)
+        return _rank_queries(reranked.rows, gallery.shape[0], ids, max_rank, ap)
+    query, gallery = prepare_features(query, distance), prepare_features(gallery, distance)
+    return _rank_queries(
+        lambda queries: prepared_distance(query.index_select(0, queries), gallery, distance), gallery.shape[0], ids,
+        max_rank, ap,
+    )
+
+
+def _rank_queries(
+    distance_rows: Callable[[torch.Tensor], torch.Tensor],
+    num_gallery: int,
+    ids: dict[str, torch.Tensor],
+    max_rank: int,
+    ap: str,
+) -> dict[str, torch.Tensor | float | int]:
+    """The ranking metrics, taking the distance rows [rows, G] of chunks of valid queries."""
+    device = ids["q_pids"].device
     rows, cols, is_match = _same_pid_pairs(ids["q_pids"], ids["g_pids"], ids["q_camids"], ids["g_camids"])
-    num_matches = torch.bincount(rows[is_match], minlength=distmat.shape[0])
+    num_matches = torch.bincount(rows[is_match], minlength=ids["q_pids"].numel())
     valid_queries = torch.nonzero(num_matches).squeeze(1)
     num_valid = valid_queries.numel()
     if num_valid == 0:
@@ -182,25 +232,22 @@ def evaluate_ranking(
     junk_cols = torch.nonzero(ids["g_pids"] == _JUNK_PID).squeeze(1)
 
     num_ranks = max(max_rank, 10)
-    first_rank_hist = torch.zeros(num_ranks + 1, dtype=torch.int64, device=distmat.device)
-    ap_sum = torch.zeros((), dtype=torch.float64, device=distmat.device)
-    chunk_rows = max(1, _CHUNK_ELEMENTS // distmat.shape[1])
-    chunk_starts = torch.arange(0, num_valid + chunk_rows, chunk_rows, device=distmat.device)
+    first_rank_hist = torch.zeros(num_ranks + 1, dtype=torch.int64, device=device)
+    ap_sum = torch.zeros((), dtype=torch.float64, device=device)
+    inp_sum = torch.zeros((), dtype=torch.float64, device=device)
+    chunk_rows = max(1, _CHUNK_ELEMENTS // max(num_gallery, 1))
+    chunk_starts = torch.arange(0, num_valid + chunk_rows, chunk_rows, device=device)
     pair_bounds = torch.searchsorted(rows, chunk_starts).tolist()
     for chunk, start in enumerate(range(0, num_valid, chunk_rows)):
         pairs = slice(pair_bounds[chunk], pair_bounds[chunk + 1])
         chunk_matches = num_matches[start : start + chunk_rows]
-        ranks = _match_ranks(
-            distmat.index_select(0, valid_queries[start : start + chunk_rows]),
-            rows[pairs] - start,
-            cols[pairs],
-            is_match[pairs],
-            junk_cols,
-            chunk_matches,
-        )
+        dist = distance_rows(valid_queries[start : start + chunk_rows])
+        ranks = _match_ranks(dist, rows[pairs] - start, cols[pairs], is_match[pairs], junk_cols, chunk_matches)
         first_rank = ranks[:, 0].to(torch.int64).clamp(max=num_ranks + 1) - 1
         first_rank_hist += torch.bincount(first_rank, minlength=num_ranks + 1)
         ap_sum += _average_precision(ranks, chunk_matches, ap).sum()
+        last_rank = ranks.gather(1, (chunk_matches - 1)[:, None]).squeeze(1)
+        inp_sum += (chunk_matches / last_rank).sum()
 
     cmc = (first_rank_hist[:num_ranks].cumsum(dim=0).to(torch.float64) / num_valid).cpu()
     return {
@@ -209,34 +256,13 @@ def evaluate_ranking(
         "rank5": float(cmc[4]),
         "rank10": float(cmc[9]),
         "mAP": float(ap_sum) / num_valid,
+        "mINP": float(inp_sum) / num_valid,
         "num_valid_queries": num_valid,
     }
 
 
-def pairwise_distance(query: torch.Tensor, gallery: torch.Tensor, distance: Distance) -> torch.Tensor:
-    """Distance matrix [Q, G] between query [Q, D] and gallery [G, D] features.
-
-    ``cosine``: 1 - cosine similarity (features are L2-normalised here).
-    ``euclidean``: plain (not squared) Euclidean distance on the features as given.
-    Half-precision features are computed in float32, where far fewer distances tie.
-    """
-    _validate_options(distance=distance)
-    if query.ndim != 2 or gallery.ndim != 2 or query.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"query and gallery must be 2-D with the same feature size, got shapes "
-            f"{tuple(query.shape)} and {tuple(gallery.shape)}"
-        )
-    dtype = torch.promote_types(torch.promote_types(query.dtype, gallery.dtype), torch.float32)
-    query, gallery = query.to(dtype), gallery.to(dtype)
-    if distance == "cosine":
-        query = torch.nn.functional.normalize(query, dim=1)
-        gallery = torch.nn.functional.normalize(gallery, dim=1)
-        return 1 - query @ gallery.T
-    return torch.cdist(query, gallery)
-
-
 class ReIDRankingMetric(Metric):
-    """CMC and mAP over query and gallery features accumulated across batches (and DDP ranks).
+    """CMC, mAP and mINP over query and gallery features accumulated across batches (and DDP ranks).
 
     ``update`` takes a batch mixing query and gallery samples; ``index`` is each sample's
     dataset index, used in ``compute`` to drop the duplicates a DistributedSampler adds
@@ -249,13 +275,19 @@ class ReIDRankingMetric(Metric):
     full_state_update = False
 
     def __init__(
-        self, distance: Distance = "cosine", max_rank: int = 50, ap: APDefinition = "standard", **kwargs
+        self,
+        distance: Distance = "cosine",
+        max_rank: int = 50,
+        ap: APDefinition = "standard",
+        rerank: Mapping | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         _validate_options(max_rank=max_rank, ap=ap, distance=distance)
         self.distance = distance
         self.max_rank = max_rank
         self.ap = ap
+        self.rerank = None if rerank is None else dict(rerank)
         for name in ("features", "pids", "camids", "is_query", "index"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -285,27 +317,40 @@ class ReIDRankingMetric(Metric):
         self.is_query.append(is_query)
         self.index.append(index.to(torch.int64))
 
-    def compute(self) -> dict[str, torch.Tensor | float | int]:
-        """Deduplicate by index, split query / gallery, and evaluate the ranking."""
+    def gathered(self) -> dict[str, torch.Tensor]:
+        """Every sample once, in dataset-index order: features, pids, camids, is_query, index."""
         # States are lists before a DDP sync and concatenated tensors after it.
         if len(self.index) == 0:
             raise ValueError("ReIDRankingMetric.compute() called before any update()")
         index = dim_zero_cat(self.index)
         first = self._first_occurrence(index)
-        features = dim_zero_cat(self.features)[first]
-        pids = dim_zero_cat(self.pids)[first]
-        camids = dim_zero_cat(self.camids)[first]
-        is_query = dim_zero_cat(self.is_query)[first]
+        return {
+            name: dim_zero_cat(getattr(self, name))[first]
+            for name in ("features", "pids", "camids", "is_query", "index")
+        }
+
+    def compute(self) -> dict:
+        """Deduplicate by index, split query / gallery, and evaluate the ranking chunk by chunk.
+
+        With ``rerank`` set, the dict also holds ``"rerank"``: the same metrics on the
+        k-reciprocal re-ranked distance."""
+        samples = self.gathered()
+        is_query = samples["is_query"]
         is_gallery = ~is_query
         if not is_query.any() or not is_gallery.any():
             raise ValueError(
                 f"need both query and gallery features, got {int(is_query.sum())} query and "
                 f"{int(is_gallery.sum())} gallery samples; check the is_query flags passed to update()"
             )
-        distmat = pairwise_distance(features[is_query], features[is_gallery], self.distance)
-        return evaluate_ranking(
-            distmat, pids[is_query], pids[is_gallery], camids[is_query], camids[is_gallery], self.max_rank, self.ap
+        features, pids, camids = samples["features"], samples["pids"], samples["camids"]
+        arguments = (
+            features[is_query], features[is_gallery], pids[is_query], pids[is_gallery], camids[is_query],
+            camids[is_gallery], self.distance, self.max_rank, self.ap,
         )
+        results = evaluate_features(*arguments)
+        if self.rerank is not None:
+            results["rerank"] = evaluate_features(*arguments, rerank=self.rerank)
+        return results
 
     @staticmethod
     def _first_occurrence(index: torch.Tensor) -> torch.Tensor:
