@@ -1,34 +1,33 @@
-"""LightningDataModule for Market-1501 / DukeMTMC-reID-layout folders (real or synthetic)."""
+"""LightningDataModule for re-ID datasets on disk (real or synthetic), one reader per layout."""
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from lfm.data import market, msmt17
 from lfm.data.augment import BatchAugmentation, CutoutSettings, RandomErasingSettings
 from lfm.data.batching import PIPELINES, AugmentationGenerator, TensorBatches, trainer_batches
 from lfm.data.cache import cache_bytes, cache_file_path, cached_images, check_cache_memory
-from lfm.data.market import (
-    ReIDImageDataset,
-    ReIDSample,
-    check_images,
-    check_layout,
-    hold_out_identities,
-    ranking_dataset,
-    read_split,
-)
+from lfm.data.market import ReIDImageDataset, ReIDSample, check_images, hold_out_identities, ranking_dataset
 from lfm.data.samplers import IdentityBalancedOrder, IdentityBalancedSampler, RandomOrder, SequentialOrder
 from lfm.data.synthetic import ensure_synthetic_reid, resolve_synthetic_preset
 from lfm.data.transforms import eval_transform, train_transform
 from lfm.errors import InputError
 
 SAMPLERS = ("random", "identity_balanced")
+# data.layout -> the reader of that on-disk layout (its check_layout(root) and read_split(root, split))
+LAYOUTS: dict[str, ModuleType] = {"market": market, "msmt17": msmt17}
 
 
 class ReIDDataModule(L.LightningDataModule):
-    """Train on `bounding_box_train/`, test by ranking `query/` against `bounding_box_test/`.
+    """Train on the train split, test by ranking the query split against the gallery split.
+
+    `layout` names the reader of the folder at `root` (see LAYOUTS and docs/datasets.md):
+    `market` (Market-1501, DukeMTMC-reID, CUHK03-NP, the synthetic data) or `msmt17`.
 
     `val_ids` > 0 holds that many training identities out as a validation query/gallery set
     (used for checkpoint selection, so the test split is never used to pick a model).
@@ -48,6 +47,7 @@ class ReIDDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str,
+        layout: str = "market",
         image_size: Sequence[int] = (256, 128),
         batch_size: int = 32,
         eval_batch_size: int = 128,
@@ -68,6 +68,10 @@ class ReIDDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        if layout not in LAYOUTS:
+            raise InputError(f"data.layout must be one of {list(LAYOUTS)}, got {layout!r}")
+        if synthetic and layout != "market":
+            raise InputError(f"data.synthetic generates the market layout; set data.layout=market, got {layout!r}")
         if sampler not in SAMPLERS:
             raise InputError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
         if pipeline not in PIPELINES:
@@ -84,6 +88,7 @@ class ReIDDataModule(L.LightningDataModule):
         if not 0 < cache_max_memory <= 1:
             raise InputError(f"data.cache_max_memory is a fraction of memory in (0, 1], got {cache_max_memory}")
         self.root = Path(root).expanduser()
+        self.layout = LAYOUTS[layout]
         self.image_size = tuple(image_size)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.sampler, self.num_instances = sampler, num_instances
@@ -113,9 +118,9 @@ class ReIDDataModule(L.LightningDataModule):
             raise InputError(f"{error} (key data.root)") from None
 
     def setup(self, stage: str | None = None) -> None:
-        check_layout(self.root)
+        self.layout.check_layout(self.root)
         if self.pipeline == "tensor" and not self._splits:
-            self._splits = {split: read_split(self.root, split) for split in ("train", "query", "gallery")}
+            self._splits = {split: self.layout.read_split(self.root, split) for split in ("train", "query", "gallery")}
             total = sum(len(samples) for samples in self._splits.values())
             check_cache_memory(cache_bytes(total, self.image_size), self.cache_max_memory, self._cache_device())
         if stage in (None, "fit", "validate") and self.train_set is None:
@@ -132,7 +137,7 @@ class ReIDDataModule(L.LightningDataModule):
             self._load("test", query + gallery)
 
     def _split(self, split: str) -> list[ReIDSample]:
-        return self._splits[split] if split in self._splits else read_split(self.root, split)
+        return self._splits[split] if split in self._splits else self.layout.read_split(self.root, split)
 
     def _load(self, name: str, samples: list[ReIDSample]) -> None:
         """Tensor pipeline: the cached images of `samples`; PIL pipeline: check their headers."""

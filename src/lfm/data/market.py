@@ -1,9 +1,11 @@
-"""Market-1501 / DukeMTMC-reID on-disk layout: folders, file names, samples, images.
+"""Market-1501-style on-disk layout (Market-1501, DukeMTMC-reID, CUHK03-NP): folders, file
+names, samples, images.
 
 Layout: `bounding_box_train/` (train), `query/`, `bounding_box_test/` (gallery). File names
 start with the person id and camera: Market `0002_c1s1_000451_03.jpg`, Duke
-`0005_c2_f0046985.jpg`. pid -1 marks junk images (dropped); pid 0 marks distractors (kept
-as gallery negatives).
+`0005_c2_f0046985.jpg`, CUHK03-NP `0001_c1_1.png` (its `labeled/` and `detected/` folders each
+hold this layout). pid -1 marks junk images (dropped); pid 0 marks distractors (kept as
+gallery negatives).
 """
 
 import re
@@ -20,6 +22,7 @@ SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bo
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FILENAME_PATTERN = re.compile(r"^([-\d]+)_c(\d+)")
 JUNK_PID = -1
+CUHK03_NP_SUBSETS = ("labeled", "detected")
 
 
 @dataclass(frozen=True)
@@ -37,19 +40,24 @@ def parse_reid_filename(name: str) -> tuple[int, int]:
     if match is None:
         raise InputError(
             f"cannot parse person id and camera from file name {name!r}; expected names like "
-            f"0002_c1s1_000451_03.jpg (Market-1501) or 0005_c2_f0046985.jpg (DukeMTMC-reID)"
+            f"0002_c1s1_000451_03.jpg (Market-1501), 0005_c2_f0046985.jpg (DukeMTMC-reID) or 0001_c1_1.png (CUHK03-NP)"
         )
     return int(match.group(1)), int(match.group(2))
 
 
 def check_layout(root: Path) -> None:
     """Raise an InputError naming what is missing unless `root` has the three split folders."""
-    hint = "expected a Market-1501 or DukeMTMC-reID folder with " + ", ".join(f"{f}/" for f in SPLIT_FOLDERS.values())
+    hint = (
+        "expected a Market-1501, DukeMTMC-reID or CUHK03-NP labeled/ or detected/ folder with "
+        + ", ".join(f"{f}/" for f in SPLIT_FOLDERS.values())
+    )
     if not root.is_dir():
         raise InputError(f"data.root={root} does not exist; {hint}")
     missing = [folder for folder in SPLIT_FOLDERS.values() if not (root / folder).is_dir()]
     if missing:
-        raise InputError(f"data.root={root} is missing {', '.join(f'{f}/' for f in missing)}; {hint}")
+        subsets = [f"data.root={root / name}" for name in CUHK03_NP_SUBSETS if (root / name).is_dir()]
+        fix = f"; for CUHK03-NP set {' or '.join(subsets)}" if subsets else ""
+        raise InputError(f"data.root={root} is missing {', '.join(f'{f}/' for f in missing)}{fix}; {hint}")
 
 
 def read_split(root: Path, split: str) -> list[ReIDSample]:
