@@ -1,7 +1,7 @@
 """Run the comparison study and write its report:  python src/study.py [embedded | full | path/to/study.yaml].
 
 Running the same command again continues a stopped study; --report-only rewrites the report from
-the steps finished so far.
+the steps finished so far. --jobs N runs N steps at once; --executor slurm submits each step to SLURM.
 """
 
 import argparse
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lfm.errors import InputError
+from lfm.jobs.options import add_executor_arguments, executor_from_arguments
 from lfm.study.runner import STATE_FILE, load_state, run_study
 from lfm.study.report import write_report
 from lfm.study.spec import load_study, study_steps
@@ -22,19 +23,19 @@ def main() -> int:
                         "the same directory again resumes the study")
     parser.add_argument("--dry-run", action="store_true", help="check the study file and list its steps")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished steps")
+    add_executor_arguments(parser)
     args = parser.parse_args()
     try:
+        spec = load_study(args.study)
         if args.dry_run:
-            spec = load_study(args.study)
             for step in study_steps(spec):
                 print(step.key)
             return 0
+        out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
         if args.report_only:
-            spec = load_study(args.study)
-            out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
             print(f"Report: {write_report(spec, out_dir, load_state(out_dir / STATE_FILE, spec))}")
             return 0
-        result = run_study(args.study, out_dir=args.out)
+        result = run_study(args.study, out_dir=out_dir, executor=executor_from_arguments(args, out_dir / "slurm"))
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

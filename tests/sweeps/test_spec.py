@@ -136,14 +136,15 @@ def test_run_ids_are_deterministic_readable_and_distinct():
          ("Hydra rejects", "regularizer=dropconnect")),
         ("method: grid\nparameters:\n  model.lfm.p: {min: 0.1, max: 0.9}\n", ("method grid needs values", "model.lfm.p")),
         ("method: random\nparameters:\n  model.lfm.p: {values: [0.1, 0.5]}\n", ("has no end", "--count")),
+        ("method: bayes\nparameters:\n  model.lfm.p: {values: [0.1]}\n", ("bayes needs metric",)),
         ("method: bayes\nmetric: {name: val/mAP_best, goal: maximize}\nparameters:\n  model.lfm.p: {values: [0.1]}\n",
-         ("bayes needs the W&B server", "--bayes-as-random")),
+         ("has no end", "--count")),
         ("method: grid\nmetric: {name: val/mAP_best, goal: up}\nparameters:\n  seed: {values: [0]}\n", ("metric.goal",)),
         ("method: grid\nparamters:\n  seed: {values: [0]}\n", ("unknown top-level key", "paramters")),
         ("method: grid\nparameters:\n  model: {parameters: {lfm: {values: [1]}}}\n", ("nested parameters",)),
     ],
     ids=["method", "empty-values", "distribution", "min-max", "log-min", "unknown-key", "null", "group-option",
-         "grid-distribution", "random-count", "bayes", "goal", "typo", "nested"],
+         "grid-distribution", "random-count", "bayes-metric", "bayes-count", "goal", "typo", "nested"],
 )
 def test_a_bad_sweep_file_is_refused_before_anything_runs(tmp_path, body, fragments):
     with pytest.raises(InputError) as error:

@@ -1,32 +1,36 @@
 """Run a study's steps as separate processes, resumably, then write its report.
 
 Layout of a study's output directory (default outputs/study/<name>/):
-    study_state.json                one record per step: status, exit code, error, seconds, command
+    study_state.json                one record per step: status, exit code, error, seconds, start and end time,
+                                    where it ran (host, executor, GPU or threads, SLURM job id), command
     runs/<domain>/<method>/seed<s>/train, cross_<dataset>, attack     each step's run directory
     attempts/...                    unfinished evaluation attempts, moved aside before a rerun
     report.md, tables/*.csv, figures/*.png                             the report (lfm.study.report)
 
 Running the same command again continues where a study stopped: finished steps are skipped, a
 training run killed after its first checkpoint resumes from checkpoints/last.ckpt, failed steps run again.
+Steps run through an executor (lfm.jobs: N at once on this machine, or SLURM jobs); a model's cross-domain
+and attack steps start once its training finished.
 """
 
 import json
 import sys
-import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.markup import escape
 
+from lfm.jobs.executors import Executor, LocalExecutor
+from lfm.jobs.schedule import run_tasks
+from lfm.jobs.steps import BLOCKED, FINISHED, RESULT_FILE, Outcome, Task, read_state, set_aside
 from lfm.runs import unfinished_run_checkpoint, write_json
 from lfm.study.report import write_report
 from lfm.study.spec import CROSS, TRAIN, Step, StudySpec, load_study, study_steps
-from lfm.sweeps.runner import execute, last_error_line, read_state, set_aside
 
 STATE_FILE = "study_state.json"
-FINISHED, FAILED, BLOCKED = "finished", "failed", "blocked"
 SCRIPTS = {TRAIN: "src/train.py", CROSS: "src/eval.py", "attack": "src/eval.py"}
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -87,60 +91,62 @@ def headline(run_dir: Path) -> str:
     return " ".join(parts)
 
 
-def remaining_time(state: dict, steps: list[Step], done: set[str]) -> str:
-    """Estimated time left: the mean seconds of each step kind so far, times the steps left of that kind."""
-    seconds: dict[str, list[float]] = {}
-    for step in steps:
-        record = state["steps"].get(step.key)
-        if record and record["status"] == FINISHED:
-            seconds.setdefault(step.kind, []).append(record["seconds"])
-    left = [step for step in steps if step.key not in done]
-    if not left or not all(step.kind in seconds for step in left):
-        return ""
-    estimate = sum(sum(seconds[step.kind]) / len(seconds[step.kind]) for step in left)
-    return f"; about {estimate / 60:.0f} min left"
+def start_step(spec: StudySpec, step: Step, runs_dir: Path, attempts_dir: Path, label: str, interpreter: str,
+               console: Console) -> list[str]:
+    """Make way for the step and say where it runs; its command (an evaluation's reads its training run)."""
+    run_dir = runs_dir / step.key
+    note = prepare_run_dir(step, run_dir, attempts_dir)
+    console.print(f"{label}: running in {run_dir}" + (f" ({note})" if note else ""))
+    return step_command(spec, step, runs_dir, interpreter)
 
 
-def run_study(name_or_path: str, out_dir: Path | None = None, interpreter: str = sys.executable,
-              console: Console | None = None) -> StudyResult:
-    """Run every step not finished yet, then write the report from all finished steps."""
+def run_study(name_or_path: str, out_dir: Path | None = None, executor: Executor | None = None,
+              interpreter: str = sys.executable, console: Console | None = None) -> StudyResult:
+    """Run every step not finished yet through `executor` (default: one at a time on this machine), then write
+    the report from all finished steps."""
     console = console or Console(highlight=False, soft_wrap=True)
     spec = load_study(name_or_path)
     steps = study_steps(spec)
     out_dir = Path(out_dir or Path("outputs") / "study" / spec.name).resolve()
     state_path = out_dir / STATE_FILE
     state = load_state(state_path, spec)
+    executor = executor or LocalExecutor(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_dir = out_dir / "runs"
-    console.print(f"Study {spec.name}: {len(spec.methods)} methods x {len(spec.seeds)} seeds, {len(steps)} steps -> {out_dir}")
-    done = {step.key for step in steps if (runs_dir / step.key / "metrics.json").is_file()}
+    console.print(f"Study {spec.name}: {len(spec.methods)} methods x {len(spec.seeds)} seeds, {len(steps)} steps, "
+                  f"{executor.jobs} at once -> {out_dir}")
+    done = {step.key for step in steps if (runs_dir / step.key / RESULT_FILE).is_file()}
+    labels, tasks = {}, []
     for index, step in enumerate(steps, start=1):
-        label = escape(f"[{index}/{len(steps)}] {step.kind} {step.method} seed {step.seed}"
-                       + (f" on {step.target}" if step.kind == CROSS else ""))
-        run_dir = runs_dir / step.key
+        labels[step.key] = label = escape(f"[{index}/{len(steps)}] {step.kind} {step.method} seed {step.seed}"
+                                          + (f" on {step.target}" if step.kind == CROSS else ""))
         if step.key in done:
             console.print(f"{label}: finished earlier, skipped")
             continue
-        if step.kind != TRAIN and step.train_key not in done:
-            state["steps"][step.key] = {"status": BLOCKED, "error": f"training step {step.train_key} did not finish"}
-            console.print(f"{label}: [yellow]skipped[/yellow], its training run did not finish")
-            continue
-        note = prepare_run_dir(step, run_dir, out_dir / "attempts")
-        console.print(f"{label}: running in {run_dir}" + (f" ({note})" if note else ""))
-        command = step_command(spec, step, runs_dir, interpreter)
-        returncode, seconds = execute(command, run_dir)
-        finished = returncode == 0 and (run_dir / "metrics.json").is_file()
-        state["steps"][step.key] = {
-            "status": FINISHED if finished else FAILED, "returncode": returncode, "seconds": round(seconds, 1),
-            "error": None if finished else last_error_line(run_dir / "stderr.log"), "command": command,
-        }
+        tasks.append(Task(step.key, step.kind, runs_dir / step.key,
+                          partial(start_step, spec, step, runs_dir, out_dir / "attempts", label, interpreter, console),
+                          needs=None if step.kind == TRAIN else step.train_key))
+
+    def record(key: str, entry: dict) -> None:
+        """One step's entry, the steps in study order whatever order they end in; the file rewritten atomically."""
+        state["steps"][key] = entry
+        state["steps"] = {step.key: state["steps"][step.key] for step in steps if step.key in state["steps"]}
         write_json(state_path, state)
-        if finished:
-            done.add(step.key)
-            console.print(f"    finished in {seconds:.0f} s: {headline(run_dir)}{remaining_time(state, steps, done)}")
+
+    def on_end(outcome: Outcome, progress: str) -> None:
+        record(outcome.task.key, outcome.record())
+        label, run_dir = labels[outcome.task.key], outcome.task.run_dir
+        if outcome.finished:
+            console.print(f"{label}: finished in {outcome.seconds:.0f} s: {headline(run_dir)} | {progress}")
         else:
-            console.print(f"    [red]FAILED[/red] (exit {returncode}) in {seconds:.0f} s: "
-                          f"{escape(state['steps'][step.key]['error'])}; log: {run_dir / 'stderr.log'}")
+            console.print(f"{label}: [red]FAILED[/red] (exit {outcome.returncode}) in {outcome.seconds:.0f} s: "
+                          f"{escape(outcome.error)}; log: {run_dir / 'stderr.log'} | {progress}")
+
+    def on_blocked(task: Task, progress: str) -> None:
+        record(task.key, {"status": BLOCKED, "error": f"training step {task.needs} did not finish"})
+        console.print(f"{labels[task.key]}: [yellow]skipped[/yellow], its training run did not finish | {progress}")
+
+    run_tasks(tasks, executor, done, on_end, on_blocked)
     write_json(state_path, state)
     report_path = write_report(spec, out_dir, state)
     console.print(f"Report: {report_path}")

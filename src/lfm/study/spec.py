@@ -8,11 +8,8 @@ on every cross-domain dataset (`src/eval.py data=<target>`) and under attack
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from lfm.errors import InputError
+from lfm.sweeps.spec import read_yaml
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 QUESTIONS = ("in_domain", "cross_domain", "robustness")
@@ -97,10 +94,7 @@ def load_study(name_or_path: str) -> StudySpec:
     if not path.is_file():
         choices = sorted(p.stem for p in (CONF_DIR / "study").glob("*.yaml"))
         raise InputError(f"study file {path} does not exist; pass one of {choices} or a path to a study .yaml")
-    try:
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
-        raise InputError(f"{path} is not a valid YAML study file ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+    raw = read_yaml(path, "study file", resolve=True)
     if not isinstance(raw, dict):
         raise InputError(f"{path} must be a mapping with keys name, seeds, methods, baseline, domains")
     missing = [key for key in ("name", "seeds", "methods", "baseline", "domains") if key not in raw]

@@ -49,18 +49,24 @@ def random_points(parameters: tuple[Parameter, ...], count: int, seed: int) -> l
     return points
 
 
+def sweep_size(spec: SweepSpec, count: int | None) -> int | None:
+    """How many runs the whole sweep makes: --count, else the file's run_cap; None for a whole grid."""
+    limit = count if count is not None else spec.run_cap
+    if limit is not None and limit < 1:
+        raise InputError(f"--count must be a positive number of runs, got {limit}")
+    if limit is None and spec.method != "grid":
+        raise InputError(f"{spec.path}: method {spec.method} has no end; pass --count N (or set run_cap)")
+    return limit
+
+
 def propose_runs(spec: SweepSpec, count: int | None, seed: int) -> list[dict]:
     """The sweep's runs, in order: a grid in full (or its first `count`), or `count` random draws.
 
     `count` (or the file's run_cap) is the size of the whole sweep, not of this invocation, so
     running the same command again proposes the same runs.
     """
-    limit = count if count is not None else spec.run_cap
-    if limit is not None and limit < 1:
-        raise InputError(f"--count must be a positive number of runs, got {limit}")
+    limit = sweep_size(spec, count)
     if spec.method == "grid":
         points = grid_points(spec)
         return points[:limit] if limit is not None else points
-    if limit is None:
-        raise InputError(f"{spec.path}: method {spec.method} has no end; pass --count N (or set run_cap)")
     return random_points(spec.parameters, limit, seed)

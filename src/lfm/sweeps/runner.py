@@ -1,37 +1,41 @@
 """Run a W&B sweep file with no W&B server: each run a training process, failures isolated, resumable.
 
 Layout of a sweep's output directory:
-    sweep_state.json      one record per run: parameters, status (finished | failed), exit code, error, seconds
+    sweep_state.json      one record per run: parameters, status (finished | failed), exit code, error, seconds,
+                          start and end time, where it ran (host, executor, GPU or threads, SLURM job id)
     runs/<run_id>/        the run's own directory (config.yaml, metrics.json, checkpoints, wandb/,
                           and the runner's stdout.log, stderr.log)
     attempts/<run_id>-N/  an unfinished earlier attempt, moved aside before the run starts again
     results.csv           the results table of every finished run (lfm.results)
+    optuna.db             method bayes: the Optuna search (unless --storage names another)
+    slurm/                --executor slurm: submitit's job files and logs
 """
 
 import hashlib
 import json
-import os
 import re
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
 from lfm.errors import InputError
+from lfm.jobs.executors import Executor, LocalExecutor
+from lfm.jobs.schedule import run_tasks
+from lfm.jobs.steps import FAILED, FINISHED, RESULT_FILE, Outcome, Task, read_state, set_aside
 from lfm.results import collect_runs, print_table, table_console, write_table
 from lfm.runs import write_json
 from lfm.sweeps.command import hydra_overrides, parameter_overrides, render_command
 from lfm.sweeps.config_check import check_against_config, has_key
-from lfm.sweeps.proposals import propose_runs
+from lfm.sweeps.proposals import propose_runs, sweep_size
 from lfm.sweeps.spec import SweepSpec, load_sweep
 
 STATE_FILE = "sweep_state.json"
 RESULTS_FILE = "results.csv"
-FINISHED, FAILED = "finished", "failed"
+RUN = "run"  # the one kind of step a sweep has (for the progress estimate)
 
 
 @dataclass(frozen=True)
@@ -54,66 +58,32 @@ def run_id(parameters: dict, overrides: list[str]) -> str:
     return f"{slug}_{digest}" if slug else digest
 
 
-def read_state(path: Path, kind: str, fresh: dict) -> dict:
-    """The bookkeeping of a sweep or study (`kind`) in `path`, or `fresh` when there is none yet;
-    refuses the file of another sweep or study (`fresh[kind]` names this one)."""
-    if not path.is_file():
-        return fresh
-    try:
-        state = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise InputError(f"{path} is not valid JSON; delete it to start the {kind}'s bookkeeping afresh") from None
-    if state.get(kind) != fresh[kind]:
-        raise InputError(f"{path.parent} holds {kind} {state.get(kind)!r}, not {fresh[kind]!r}; pass another --out")
-    return state
-
-
 def load_state(path: Path, spec: SweepSpec) -> dict:
     return read_state(path, "sweep", {"sweep": spec.name, "sweep_file": str(spec.path), "method": spec.method, "runs": {}})
 
 
-# Hydra's closing hint after a traceback; the line before it names the exception.
-HYDRA_HINT = "Set the environment variable HYDRA_FULL_ERROR=1"
-
-
-def last_error_line(stderr_path: Path) -> str:
-    """The run's `error: ...` line if it printed one, else the last line it wrote to stderr (the exception)."""
-    lines = [line.strip() for line in stderr_path.read_text(errors="replace").splitlines()
-             if line.strip() and not line.startswith(HYDRA_HINT)]
-    errors = [line for line in lines if line.startswith("error:")]
-    return (errors or lines or ["(no output on stderr)"])[-1]
-
-
-def set_aside(run_dir: Path, attempts_dir: Path) -> None:
-    """Move an unfinished attempt out of the way (the program never reuses a directory with results)."""
-    attempts_dir.mkdir(parents=True, exist_ok=True)
-    number = 1 + sum(1 for path in attempts_dir.glob(f"{run_dir.name}-*"))
-    run_dir.rename(attempts_dir / f"{run_dir.name}-{number}")
-
-
-def execute(command: list[str], run_dir: Path) -> tuple[int, float]:
-    """Run one process with its output appended to run_dir/{stdout,stderr}.log; (exit code, seconds)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with (run_dir / "stdout.log").open("a") as stdout, (run_dir / "stderr.log").open("a") as stderr:
-        returncode = subprocess.run(command, stdout=stdout, stderr=stderr, env=os.environ.copy()).returncode
-    return returncode, time.perf_counter() - start
-
-
-def final_metric(run_dir: Path, metric: dict | None) -> str:
+def final_metric(run_dir: Path, metric: dict | None):
+    """The value of the sweep's metric in a finished run's metrics.json (None when absent or not a number)."""
     if metric is None:
-        return ""
-    value = json.loads((run_dir / "metrics.json").read_text()).get(metric["name"])
-    return f": {metric['name']}={value:.4f}" if isinstance(value, (int, float)) else ""
+        return None
+    value = json.loads((run_dir / RESULT_FILE).read_text()).get(metric["name"])
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
 class PreparedSweep:
-    """A checked sweep file, its runs' parameter values, and the config its fixed overrides compose."""
+    """A checked sweep file, its runs' parameter values (none for a Bayesian search: Optuna proposes them as it
+    goes), the number of runs it makes, and the config its fixed overrides compose."""
 
     spec: SweepSpec
     points: list[dict]
+    size: int | None
     base_config: dict
+
+    @property
+    def searched(self) -> bool:
+        """A Bayesian search through Optuna, rather than runs proposed before the first one starts."""
+        return self.spec.method == "bayes" and not self.points
 
     def run_overrides(self, run_dir: Path) -> list[str]:
         """What the runner adds to each run's command: its directory and, with a W&B logger, the sweep's group."""
@@ -122,71 +92,98 @@ class PreparedSweep:
             overrides.append(f"logger.wandb.group={self.spec.name}")
         return overrides
 
+    def command(self, parameters: dict, run_dir: Path, interpreter: str) -> list[str]:
+        return [*render_command(self.spec, parameters, interpreter), *self.run_overrides(run_dir)]
 
-def prepare_sweep(sweep_file: Path, count: int | None = None, seed: int = 0,
+
+def prepare_sweep(sweep_file: Path, count: int | None = None, seed: int | None = None,
                   bayes_as_random: bool = False) -> PreparedSweep:
     """Check the sweep file against the program's config and propose its runs, before anything runs."""
     spec = load_sweep(sweep_file)
-    if spec.method == "bayes" and not bayes_as_random:
-        raise InputError(f"{spec.path}: method bayes needs the W&B server (wandb sweep + wandb agent); offline, pass "
-                         f"--bayes-as-random to search the same space at random")
-    points = propose_runs(spec, count, seed)
-    return PreparedSweep(spec, points, check_against_config(spec, points))
+    size = sweep_size(spec, count)
+    searched = spec.method == "bayes" and not bayes_as_random
+    points = [] if searched else propose_runs(spec, count, seed or 0)
+    return PreparedSweep(spec, points, size, check_against_config(spec, points))
 
 
-def run_one(sweep: PreparedSweep, parameters: dict, run_dir: Path, interpreter: str) -> dict:
-    """Run one training process in run_dir; its record for the state file."""
-    command = [*render_command(sweep.spec, parameters, interpreter), *sweep.run_overrides(run_dir)]
-    returncode, seconds = execute(command, run_dir)
-    finished = returncode == 0 and (run_dir / "metrics.json").is_file()
-    return {
-        "parameters": parameters,
-        "status": FINISHED if finished else FAILED,
-        "returncode": returncode,
-        "error": None if finished else last_error_line(run_dir / "stderr.log"),
-        "seconds": round(seconds, 1),
-        "command": command,
-    }
+def start_run(label: str, run_dir: Path, command: list[str], attempts_dir: Path, console: Console) -> list[str]:
+    """Make way for a run (an unfinished attempt is moved aside) and say where it runs; its command."""
+    if run_dir.exists():
+        set_aside(run_dir, attempts_dir)
+    console.print(f"{label}: running in {run_dir}")
+    return command
 
 
-def run_sweep(sweep_file: Path, out_dir: Path | None = None, count: int | None = None, seed: int = 0,
-              retry_failed: bool = False, bayes_as_random: bool = False, interpreter: str = sys.executable,
+def end_line(label: str, record: dict, run_dir: Path, metric: dict | None, progress: str) -> str:
+    """The one line printed when a run ends: how, its metric or error, and the sweep's progress."""
+    if record["status"] == FINISHED:
+        value = final_metric(run_dir, metric)
+        shown = f": {metric['name']}={value:.4f}" if value is not None else ""
+        return f"{label}: finished in {record['seconds']:.0f} s{shown} | {progress}"
+    return (f"{label}: [red]FAILED[/red] (exit {record['returncode']}) in {record['seconds']:.0f} s: "
+            f"{escape(record['error'])}; log: {run_dir / 'stderr.log'} | {progress}")
+
+
+def run_points(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Executor, retry_failed: bool,
+               interpreter: str, console: Console) -> dict:
+    """Run each proposed run not finished yet (failed ones again only if `retry_failed`); the state."""
+    spec, state_path = sweep.spec, out_dir / STATE_FILE
+    order, labels, parameters_of, tasks = [], {}, {}, []
+    for index, parameters in enumerate(sweep.points, start=1):
+        identifier = run_id(parameters, hydra_overrides(spec, parameters))
+        run_dir = out_dir / "runs" / identifier
+        order.append(identifier)
+        labels[identifier] = label = escape(f"[{index}/{len(sweep.points)}] {' '.join(parameter_overrides(parameters))}")
+        parameters_of[identifier] = parameters
+        previous = state["runs"].get(identifier)
+        if (run_dir / RESULT_FILE).is_file():
+            console.print(f"{label}: finished earlier, skipped")
+        elif previous is not None and previous["status"] == FAILED and not retry_failed:
+            console.print(f"{label}: failed earlier ({escape(previous['error'])}), skipped; "
+                          f"--retry-failed runs it again")
+        else:
+            command = sweep.command(parameters, run_dir, interpreter)
+            tasks.append(Task(identifier, RUN, run_dir, partial(start_run, label, run_dir, command, out_dir / "attempts",
+                                                                console)))
+
+    def on_end(outcome: Outcome, progress: str) -> None:
+        key = outcome.task.key
+        record = state["runs"][key] = {"parameters": parameters_of[key], **outcome.record()}
+        # the proposal order, whatever order the runs end in
+        state["runs"] = {run: state["runs"][run] for run in [*order, *state["runs"]] if run in state["runs"]}
+        write_json(state_path, state)
+        console.print(end_line(labels[key], record, outcome.task.run_dir, spec.metric, progress))
+
+    run_tasks(tasks, executor, done=set(), on_end=on_end, on_blocked=lambda task, progress: None)
+    return state
+
+
+def run_sweep(sweep_file: Path, out_dir: Path | None = None, count: int | None = None, seed: int | None = None,
+              retry_failed: bool = False, bayes_as_random: bool = False, executor: Executor | None = None,
+              storage: str | None = None, heartbeat: int = 60, interpreter: str = sys.executable,
               console: Console | None = None) -> SweepResult:
-    """Validate the sweep file, then run each proposed run not finished yet; write and print the results table.
+    """Validate the sweep file, then run each run not finished yet; write and print the results table.
 
-    A run that fails is recorded and the sweep goes on. Running the same command again resumes: finished
-    runs (those with metrics.json) are skipped, and failed ones too unless `retry_failed`.
+    Runs go through `executor` (default: one at a time on this machine). A run that fails is recorded and
+    the sweep goes on. Running the same command again resumes: finished runs (those with metrics.json) are
+    skipped, and failed ones too unless `retry_failed`. Method bayes searches through Optuna (lfm.sweeps.search)
+    in `storage` (default: <out>/optuna.db).
     """
     console = console or table_console()
     sweep = prepare_sweep(sweep_file, count, seed, bayes_as_random)
     spec = sweep.spec
-    out_dir = Path(out_dir or Path("outputs") / "sweeps" / spec.name)
-    state_path = out_dir / STATE_FILE
-    state = load_state(state_path, spec)
+    out_dir = Path(out_dir or Path("outputs") / "sweeps" / spec.name).resolve()
+    state = load_state(out_dir / STATE_FILE, spec)
+    executor = executor or LocalExecutor(1)
     out_dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"Sweep {spec.name} ({spec.method}, {len(sweep.points)} runs) -> {out_dir}")
-    for index, parameters in enumerate(sweep.points, start=1):
-        identifier = run_id(parameters, hydra_overrides(spec, parameters))
-        run_dir = out_dir.resolve() / "runs" / identifier
-        label = escape(f"[{index}/{len(sweep.points)}] {' '.join(parameter_overrides(parameters))}")
-        previous = state["runs"].get(identifier)
-        if (run_dir / "metrics.json").is_file():
-            console.print(f"{label}: finished earlier, skipped")
-            continue
-        if previous is not None and previous["status"] == FAILED and not retry_failed:
-            console.print(f"{label}: failed earlier ({escape(previous['error'])}), skipped; "
-                          f"--retry-failed runs it again")
-            continue
-        if run_dir.exists():
-            set_aside(run_dir, out_dir / "attempts")
-        console.print(f"{label}: running in {run_dir}")
-        record = state["runs"][identifier] = run_one(sweep, parameters, run_dir, interpreter)
-        write_json(state_path, state)
-        if record["status"] == FINISHED:
-            console.print(f"    finished in {record['seconds']:.0f} s{final_metric(run_dir, spec.metric)}")
-        else:
-            console.print(f"    [red]FAILED[/red] (exit {record['returncode']}) in {record['seconds']:.0f} s: "
-                          f"{escape(record['error'])}; log: {run_dir / 'stderr.log'}")
+    if sweep.searched:
+        from lfm.sweeps.search import run_search  # imported here: Optuna's start-up only for a Bayesian search
+
+        console.print(f"Sweep {spec.name} (bayes through Optuna, {sweep.size} runs, {executor.jobs} at once) -> {out_dir}")
+        state = run_search(sweep, out_dir, state, executor, storage, heartbeat, seed, retry_failed, interpreter, console)
+    else:
+        console.print(f"Sweep {spec.name} ({spec.method}, {len(sweep.points)} runs, {executor.jobs} at once) -> {out_dir}")
+        state = run_points(sweep, out_dir, state, executor, retry_failed, interpreter, console)
     rows = collect_runs(out_dir) if (out_dir / "runs").is_dir() else []
     table_path = write_table(rows, out_dir / RESULTS_FILE)
     print_table(rows, title=f"Sweep {spec.name}: {len(rows)} finished runs", console=console)

@@ -4,6 +4,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -56,15 +57,26 @@ class SweepSpec:
     run_cap: int | None
 
 
+def read_yaml(path: Path, what: str, resolve: bool = False):
+    """A sweep or study file's (`what`'s) contents as plain Python; one-line InputError naming the file and the
+    line when it is not YAML."""
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        raise InputError(f"{path} is not a valid YAML {what} (line {mark.line + 1}, column {mark.column + 1}: "
+                         f"{error.problem or error.context})") from None
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
+        raise InputError(f"{path} is not a valid YAML {what} ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0]})") from None
+
+
 def load_sweep(path: Path) -> SweepSpec:
     """Parse and check a sweep file's structure; config keys are checked by lfm.sweeps.config_check."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"sweep file {path} does not exist; pass a file from conf/sweep/")
-    try:
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except (OmegaConfBaseException, ValueError) as error:
-        raise InputError(f"{path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    raw = read_yaml(path, "sweep file")
     if not isinstance(raw, dict):
         raise InputError(f"{path} must be a mapping with program, method, parameters and command")
     unknown = sorted(set(raw) - SWEEP_KEYS)

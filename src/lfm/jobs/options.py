@@ -1,0 +1,34 @@
+"""The command-line options of src/sweep.py and src/study.py that say where their steps run."""
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from lfm.errors import InputError
+from lfm.jobs.executors import LOCAL, SLURM, Executor, LocalExecutor, SlurmExecutor, SlurmOptions
+
+SLURM_FLAGS = {option.name: "--" + option.name.replace("_", "-") for option in fields(SlurmOptions)}
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the steps run")
+    group.add_argument("--jobs", type=int, default=1,
+                       help="steps at once (local: one GPU per job on a GPU machine, else the CPU cores split between "
+                            "jobs; slurm: jobs queued or running at once); default 1")
+    group.add_argument("--executor", choices=(LOCAL, SLURM), default=LOCAL,
+                       help="local: processes on this machine; slurm: one SLURM job per step (submitit)")
+    defaults = SlurmOptions()
+    group.add_argument(SLURM_FLAGS["partition"], help="slurm: the partition (default: the cluster's)")
+    for name, text in (("time_min", "minutes per job"), ("gpus_per_job", "GPUs per job"),
+                       ("cpus_per_job", "CPU cores per job"), ("mem_gb", "memory per job in GB")):
+        group.add_argument(SLURM_FLAGS[name], type=int, help=f"slurm: {text} (default {getattr(defaults, name)})")
+
+
+def executor_from_arguments(args: argparse.Namespace, folder: Path) -> Executor:
+    """The executor the options ask for; SLURM jobs keep submitit's files in `folder`."""
+    given = {name: getattr(args, name) for name in SLURM_FLAGS if getattr(args, name) is not None}
+    if args.executor == LOCAL:
+        if given:
+            raise InputError(f"{SLURM_FLAGS[next(iter(given))]} goes with --executor slurm")
+        return LocalExecutor(args.jobs)
+    return SlurmExecutor(args.jobs, folder, SlurmOptions(**given))
