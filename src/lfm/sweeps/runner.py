@@ -110,7 +110,7 @@ def start_run(label: str, run_dir: Path, command: list[str], attempts_dir: Path,
     """Make way for a run (an unfinished attempt is moved aside) and say where it runs; its command."""
     if run_dir.exists():
         set_aside(run_dir, attempts_dir)
-    console.print(f"{label}: running in {run_dir}")
+    console.print(f"{label}: running in {run_dir}", soft_wrap=True)
     return command
 
 
@@ -137,10 +137,10 @@ def run_points(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Execu
         parameters_of[identifier] = parameters
         previous = state["runs"].get(identifier)
         if (run_dir / RESULT_FILE).is_file():
-            console.print(f"{label}: finished earlier, skipped")
+            console.print(f"{label}: finished earlier, skipped", soft_wrap=True)
         elif previous is not None and previous["status"] == FAILED and not retry_failed:
             console.print(f"{label}: failed earlier ({escape(previous['error'])}), skipped; "
-                          f"--retry-failed runs it again")
+                          f"--retry-failed runs it again", soft_wrap=True)
         else:
             command = sweep.command(parameters, run_dir, interpreter)
             tasks.append(Task(identifier, RUN, run_dir, partial(start_run, label, run_dir, command, out_dir / "attempts",
@@ -152,7 +152,7 @@ def run_points(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Execu
         # the proposal order, whatever order the runs end in
         state["runs"] = {run: state["runs"][run] for run in [*order, *state["runs"]] if run in state["runs"]}
         write_json(state_path, state)
-        console.print(end_line(labels[key], record, outcome.task.run_dir, spec.metric, progress))
+        console.print(end_line(labels[key], record, outcome.task.run_dir, spec.metric, progress), soft_wrap=True)
 
     run_tasks(tasks, executor, done=set(), on_end=on_end, on_blocked=lambda task, progress: None)
     return state

@@ -129,7 +129,7 @@ class Search:
         trial.set_user_attr("record", record)
         with self.lock:
             progress = self.progress.add(RUN, value is not None, outcome.seconds)
-            self.console.print(end_line(label, record, run_dir, spec.metric, progress))
+            self.console.print(end_line(label, record, run_dir, spec.metric, progress), soft_wrap=True)
         if value is None:
             raise RunFailed(record["error"])
         return value
