@@ -18,6 +18,8 @@ from lfm.sweeps.spec import load_sweep
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_file", type=Path, help="a W&B sweep file, e.g. conf/sweep/demo.yaml")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides every run gets, e.g. trainer.max_epochs=1 "
+                        "(they change the runs' ids: a new sweep in the same --out)")
     parser.add_argument("--count", type=int, help="runs in the sweep (random and bayes need it, or the file's "
                         "run_cap; a grid runs in full)")
     parser.add_argument("--out", type=Path, help="output directory (default: outputs/sweeps/<sweep name>); "
@@ -34,10 +36,10 @@ def main() -> int:
                         "runner's heartbeats; a run silent for twice as long is marked failed (default 60)")
     parser.add_argument("--dry-run", action="store_true", help="check the sweep file and print each run's command")
     add_executor_arguments(parser)
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     try:
         if args.dry_run:
-            sweep = prepare_sweep(args.sweep_file, args.count, args.seed, args.bayes_as_random)
+            sweep = prepare_sweep(args.sweep_file, args.count, args.seed, args.bayes_as_random, tuple(args.overrides))
             if sweep.searched:
                 print(f"bayes: {sweep.size} runs proposed one at a time by Optuna over "
                       f"{', '.join(parameter.key for parameter in sweep.spec.parameters)}")
@@ -47,6 +49,7 @@ def main() -> int:
         out_dir = args.out or Path("outputs") / "sweeps" / load_sweep(args.sweep_file).name
         result = run_sweep(args.sweep_file, out_dir=out_dir, count=args.count, seed=args.seed,
                            retry_failed=args.retry_failed, bayes_as_random=args.bayes_as_random,
+                           overrides=tuple(args.overrides),
                            executor=executor_from_arguments(args, out_dir.resolve() / "slurm"),
                            storage=args.storage, heartbeat=args.heartbeat)
     except InputError as error:

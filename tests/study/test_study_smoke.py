@@ -1,7 +1,9 @@
-"""The whole study at tiny sizes (one seed, two methods): steps, resume, and the report's numbers."""
+"""The whole study at tiny sizes (one seed, two methods), two steps at once: steps, dependencies, resume, and
+the report's numbers."""
 
 import json
 import subprocess
+from datetime import datetime
 
 import pytest
 from helpers import PROJECT_ROOT, TINY_SCALE, entry_point
@@ -30,7 +32,7 @@ def study(tmp_path_factory):
                     "method": "lfm_paper", "reference": "baseline"}],
     }))
     out_dir = base / "out"
-    command, env = entry_point("study.py", str(study_file), "--out", str(out_dir))
+    command, env = entry_point("study.py", str(study_file), "--out", str(out_dir), "--jobs", "2")
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return study_file, out_dir, command, env
@@ -53,6 +55,20 @@ def test_every_step_ran_and_the_report_exists(study):
     assert "- Untested (one seed gives no interval): LFM improves in-domain re-ID (synthetic_market)." in report
     for figure in ("in_domain.png", "cross_domain.png", "robustness.png"):
         assert (out_dir / "figures" / figure).stat().st_size > 0
+
+
+def test_two_steps_run_at_once_and_evaluations_wait_for_their_training(study):
+    _, out_dir, _, _ = study
+    steps = json.loads((out_dir / "study_state.json").read_text())["steps"]
+    started = {key: datetime.fromisoformat(record["started"]) for key, record in steps.items()}
+    ended = {key: datetime.fromisoformat(record["ended"]) for key, record in steps.items()}
+    trainings = [key for key in steps if key.endswith("/train")]
+    assert len(trainings) == 2
+    assert max(started[key] for key in trainings) < min(ended[key] for key in trainings), "the trainings overlap"
+    for key in steps:
+        if not key.endswith("/train"):
+            assert started[key] >= ended[key.rsplit("/", 1)[0] + "/train"], key
+    assert all(record["where"]["executor"] == "local" and record["where"]["threads"] >= 1 for record in steps.values())
 
 
 def test_the_tables_equal_the_runs_metrics_files(study):
@@ -95,6 +111,7 @@ def test_running_again_skips_finished_steps_and_redoes_a_lost_one(study):
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("finished earlier, skipped") == 5
+    assert "| 1 done, 0 failed, 0 left" in result.stdout
     assert (lost / "metrics.json").is_file()
     assert list((out_dir / "attempts").rglob("robustness.json")), "the unfinished attempt is kept aside"
 

@@ -11,6 +11,7 @@ from lfm.errors import InputError
 from lfm.sweeps.command import hydra_overrides, render_command
 from lfm.sweeps.proposals import propose_runs
 from lfm.sweeps.runner import prepare_sweep, run_id
+from lfm.study.spec import load_study
 from lfm.sweeps.spec import load_sweep
 
 SWEEP_FILES = sorted((PROJECT_ROOT / "conf" / "sweep").glob("*.yaml"))
@@ -175,3 +176,35 @@ def test_runs_are_grouped_in_wandb_by_sweep_unless_wandb_is_off(tmp_path):
     csv_only = write_sweep(tmp_path, "method: grid\nparameters:\n  seed: {values: [0]}\n",
                            command=COMMAND.replace("  - ${args_no_hyphens}", "  - logger=csv\n  - ${args_no_hyphens}"))
     assert prepare_sweep(csv_only).run_overrides(Path("/r")) == ["hydra.run.dir=/r"]
+
+
+@pytest.mark.parametrize("load", [load_sweep, load_study], ids=["sweep", "study"])
+def test_a_sweep_or_study_file_that_is_not_yaml_stops_with_one_line_naming_the_line(tmp_path, load):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nmethod: grid\nparameters:\n  seed: {values: [0, 1}\n")
+    with pytest.raises(InputError) as error:
+        load(str(broken))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{broken} is not a valid YAML")
+    assert message.endswith("(line 4, column 23: expected ',' or ']', but got '}')")
+
+
+def test_overrides_after_the_sweep_file_reach_every_run_before_the_swept_values(tmp_path):
+    sweep = prepare_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml", overrides=("debug=fast", "data.val_ids=3"))
+    argv = render_command(sweep.spec, sweep.points[0], "python")
+    assert argv[-4:] == ["debug=fast", "data.val_ids=3", "model.lfm.mask_ratio=0.25", "model.lfm.after=conv1"]
+    plain = prepare_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml")
+    assert run_id(sweep.points[0], hydra_overrides(sweep.spec, sweep.points[0])) != run_id(
+        plain.points[0], hydra_overrides(plain.spec, plain.points[0])), "other overrides, other runs"
+    with pytest.raises(InputError, match="'fast' is not a Hydra override; after the sweep file give key=value"):
+        prepare_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml", overrides=("fast",))
+    with pytest.raises(InputError, match="Hydra rejects the overrides .*data.bogus=1"):
+        prepare_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml", overrides=("data.bogus=1",))
+
+
+def test_a_bayes_file_is_searched_through_optuna_unless_run_as_random():
+    searched = prepare_sweep(PROJECT_ROOT / "conf/sweep/lfm_bayes.yaml", count=4)
+    assert searched.searched and searched.points == [] and searched.size == 4
+    assert prepare_sweep(PROJECT_ROOT / "conf/sweep/lfm_bayes.yaml").size == 30  # the file's run_cap
+    as_random = prepare_sweep(PROJECT_ROOT / "conf/sweep/lfm_bayes.yaml", count=4, bayes_as_random=True)
+    assert not as_random.searched and len(as_random.points) == 4

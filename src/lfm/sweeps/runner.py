@@ -31,7 +31,7 @@ from lfm.runs import write_json
 from lfm.sweeps.command import hydra_overrides, parameter_overrides, render_command
 from lfm.sweeps.config_check import check_against_config, has_key
 from lfm.sweeps.proposals import propose_runs, sweep_size
-from lfm.sweeps.spec import SweepSpec, load_sweep
+from lfm.sweeps.spec import SweepSpec, load_sweep, with_overrides
 
 STATE_FILE = "sweep_state.json"
 RESULTS_FILE = "results.csv"
@@ -97,9 +97,10 @@ class PreparedSweep:
 
 
 def prepare_sweep(sweep_file: Path, count: int | None = None, seed: int | None = None,
-                  bayes_as_random: bool = False) -> PreparedSweep:
-    """Check the sweep file against the program's config and propose its runs, before anything runs."""
-    spec = load_sweep(sweep_file)
+                  bayes_as_random: bool = False, overrides: tuple[str, ...] = ()) -> PreparedSweep:
+    """Check the sweep file (with `overrides` added to every run) against the program's config and propose its
+    runs, before anything runs."""
+    spec = with_overrides(load_sweep(sweep_file), list(overrides))
     size = sweep_size(spec, count)
     searched = spec.method == "bayes" and not bayes_as_random
     points = [] if searched else propose_runs(spec, count, seed or 0)
@@ -159,7 +160,8 @@ def run_points(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Execu
 
 
 def run_sweep(sweep_file: Path, out_dir: Path | None = None, count: int | None = None, seed: int | None = None,
-              retry_failed: bool = False, bayes_as_random: bool = False, executor: Executor | None = None,
+              retry_failed: bool = False, bayes_as_random: bool = False, overrides: tuple[str, ...] = (),
+              executor: Executor | None = None,
               storage: str | None = None, heartbeat: int = 60, interpreter: str = sys.executable,
               console: Console | None = None) -> SweepResult:
     """Validate the sweep file, then run each run not finished yet; write and print the results table.
@@ -170,7 +172,7 @@ def run_sweep(sweep_file: Path, out_dir: Path | None = None, count: int | None =
     in `storage` (default: <out>/optuna.db).
     """
     console = console or table_console()
-    sweep = prepare_sweep(sweep_file, count, seed, bayes_as_random)
+    sweep = prepare_sweep(sweep_file, count, seed, bayes_as_random, overrides)
     spec = sweep.spec
     out_dir = Path(out_dir or Path("outputs") / "sweeps" / spec.name).resolve()
     state = load_state(out_dir / STATE_FILE, spec)

@@ -1,7 +1,7 @@
 """Read and check a W&B sweep file (the subset that runs offline), before any run starts."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -101,6 +101,16 @@ def load_sweep(path: Path) -> SweepSpec:
         command=check_command(path, raw.get("command")),
         run_cap=check_run_cap(path, raw.get("run_cap")),
     )
+
+
+def with_overrides(spec: SweepSpec, overrides: list[str]) -> SweepSpec:
+    """The sweep with Hydra overrides added to every run's command, before the swept values."""
+    wrong = [item for item in overrides if "=" not in item or item.startswith("-")]
+    if wrong:
+        raise InputError(f"{wrong[0]!r} is not a Hydra override; after the sweep file give key=value overrides that "
+                         f"every run gets (e.g. trainer.max_epochs=1)")
+    at = spec.command.index(ARGS_MACRO)
+    return replace(spec, command=(*spec.command[:at], *overrides, *spec.command[at:]))
 
 
 def check_metric(path: Path, metric, method: str) -> dict | None:
