@@ -1,18 +1,24 @@
-"""The executor layer: slots (a GPU each, or a share of the cores), dependencies, overlap, progress, SLURM via submitit."""
+"""The executor layer: slots (a GPU each, or a share of the cores), dependencies, overlap, progress, SLURM via
+submitit; and one writer of a run's books when an external launcher (torchrun) starts its processes."""
 
 import argparse
+import json
+import subprocess
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from helpers import PROJECT_ROOT, TINY_SCALE, entry_point
 from lfm.errors import InputError
 from lfm.jobs.executors import LocalExecutor, SlurmExecutor, SlurmOptions, local_slots
 from lfm.jobs.options import add_executor_arguments, executor_from_arguments
 from lfm.jobs.progress import Progress
 from lfm.jobs.schedule import run_tasks
 from lfm.jobs.steps import Task
+from lfm.runs import read_run_info, write_json
 
 
 def step(run_dir: Path, seconds: float, exit_code: int = 0) -> list[str]:
@@ -131,3 +137,27 @@ def test_the_options_choose_the_executor_and_refuse_slurm_options_without_slurm(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InputError, match="--executor slurm needs SLURM's sbatch on PATH"):
         executor_from_arguments(arguments("--executor", "slurm", "--partition", "gpu"), tmp_path)
+
+
+def test_the_other_ranks_wait_for_rank_zeros_run_json(tmp_path):
+    threading.Timer(0.3, lambda: write_json(tmp_path / "run.json", {"wandb_id": "abc"})).start()
+    assert read_run_info(tmp_path) == {"wandb_id": "abc"}
+    with pytest.raises(FileNotFoundError, match="rank 0 did not write it within 0 s"):
+        read_run_info(tmp_path / "missing", timeout=0.2)
+
+
+def test_under_torchrun_exactly_one_process_writes_the_runs_books(tmp_path):
+    """An external launcher starts both ranks at once (no Lightning launcher): rank 0 alone writes."""
+    run_dir = tmp_path / "run"
+    command, env = entry_point("train.py", "experiment=lfm_resnet18_synthetic", "trainer=ddp_sim", "debug=fast",
+                               f"data.synthetic.scale={TINY_SCALE}", "data.image_size=[64,32]", "data.val_ids=3",
+                               "model.lfm.after=layer1", f"paths.data_dir={tmp_path / 'data'}",
+                               f"hydra.run.dir={run_dir}")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]]
+    result = subprocess.run(torchrun, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("run.json", "metrics.json"):
+        assert list(run_dir.rglob(name)) == [run_dir / name], name
+    assert "resumed" not in json.loads((run_dir / "run.json").read_text()), "a second rank wrote run.json again"
+    assert 0.0 <= json.loads((run_dir / "metrics.json").read_text())["test/mAP"] <= 1.0
+    assert result.stdout.count("Run directory:") == 1

@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -18,6 +19,8 @@ from lfm.errors import InputError
 TRACKED_PACKAGES = ("lfm-reid", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb", "numpy")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 RESULT_FILES = ("metrics.json", "checkpoints")
+# How long the other ranks wait for rank 0's run.json (rank 0 may first build a dataset's cache).
+RUN_INFO_TIMEOUT = 1800.0
 
 
 def claim_run_dir(run_dir: Path, resuming: bool = False) -> None:
@@ -84,9 +87,16 @@ def save_run_info(run_dir: Path, cfg: DictConfig) -> dict:
     return info
 
 
-def read_run_info(run_dir: Path) -> dict:
-    """run.json as rank 0 wrote it (for the other DDP ranks)."""
-    return json.loads((run_dir / "run.json").read_text())
+def read_run_info(run_dir: Path, timeout: float = RUN_INFO_TIMEOUT) -> dict:
+    """run.json as rank 0 wrote it (for the other DDP ranks). Under an external launcher (torchrun, srun) all
+    ranks start at once, so a rank may get here before rank 0 wrote it: wait for it (it appears whole)."""
+    path = run_dir / "run.json"
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"{path}: rank 0 did not write it within {timeout:.0f} s (did rank 0 fail?)")
+        time.sleep(0.1)
+    return json.loads(path.read_text())
 
 
 def write_json(path: Path, data: dict) -> None:
