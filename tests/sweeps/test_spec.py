@@ -10,7 +10,7 @@ from helpers import PROJECT_ROOT
 from lfm.errors import InputError
 from lfm.sweeps.command import hydra_overrides, render_command
 from lfm.sweeps.proposals import propose_runs
-from lfm.sweeps.runner import prepare_sweep, run_id
+from lfm.sweeps.runner import prepare_sweep, run_id, run_sweep
 from lfm.study.spec import load_study
 from lfm.sweeps.spec import load_sweep
 
@@ -208,3 +208,5 @@ def test_a_bayes_file_is_searched_through_optuna_unless_run_as_random():
     assert prepare_sweep(PROJECT_ROOT / "conf/sweep/lfm_bayes.yaml").size == 30  # the file's run_cap
     as_random = prepare_sweep(PROJECT_ROOT / "conf/sweep/lfm_bayes.yaml", count=4, bayes_as_random=True)
     assert not as_random.searched and len(as_random.points) == 4
+    with pytest.raises(InputError, match="--storage goes with a Bayesian search"):
+        run_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml", storage="search.db")

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+import submitit
+
 from lfm.errors import InputError
 
 LOCAL, SLURM = "local", "slurm"
@@ -118,8 +120,6 @@ class SlurmExecutor:
     """
 
     def __init__(self, jobs: int, folder: Path, options: SlurmOptions, cluster: str = SLURM) -> None:
-        import submitit  # imported here: only SLURM sweeps and studies need it
-
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, got {jobs}")
         if cluster == SLURM and shutil.which("sbatch") is None:
@@ -130,7 +130,6 @@ class SlurmExecutor:
         self.executor.update_parameters(
             slurm_partition=options.partition, timeout_min=options.time_min, gpus_per_node=options.gpus_per_job,
             cpus_per_task=options.cpus_per_job, mem_gb=options.mem_gb, nodes=1, tasks_per_node=1)
-        self.uncompleted = submitit.core.utils.UncompletedJobError
 
     def run(self, command: list[str], run_dir: Path) -> dict:
         started, start = timestamp(), time.perf_counter()
@@ -138,7 +137,7 @@ class SlurmExecutor:
         where = {"executor": SLURM, "cluster": self.executor.cluster, "job_id": job.job_id}
         try:
             record = job.result()
-        except self.uncompleted as error:
+        except submitit.core.utils.UncompletedJobError as error:
             # killed, out of time or lost: the job's own log says why; the step's stderr.log gets one line
             reason = " ".join(str(error).split())[:300]
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -161,9 +161,8 @@ def run_points(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Execu
 
 def run_sweep(sweep_file: Path, out_dir: Path | None = None, count: int | None = None, seed: int | None = None,
               retry_failed: bool = False, bayes_as_random: bool = False, overrides: tuple[str, ...] = (),
-              executor: Executor | None = None,
-              storage: str | None = None, heartbeat: int = 60, interpreter: str = sys.executable,
-              console: Console | None = None) -> SweepResult:
+              executor: Executor | None = None, storage: str | None = None, heartbeat: int = 60,
+              interpreter: str = sys.executable, console: Console | None = None) -> SweepResult:
     """Validate the sweep file, then run each run not finished yet; write and print the results table.
 
     Runs go through `executor` (default: one at a time on this machine). A run that fails is recorded and
@@ -174,6 +173,9 @@ def run_sweep(sweep_file: Path, out_dir: Path | None = None, count: int | None =
     console = console or table_console()
     sweep = prepare_sweep(sweep_file, count, seed, bayes_as_random, overrides)
     spec = sweep.spec
+    if storage is not None and not sweep.searched:
+        raise InputError(f"--storage goes with a Bayesian search (method bayes without --bayes-as-random); "
+                         f"{spec.path} proposes its runs beforehand")
     out_dir = Path(out_dir or Path("outputs") / "sweeps" / spec.name).resolve()
     state = load_state(out_dir / STATE_FILE, spec)
     executor = executor or LocalExecutor(1)
