@@ -147,14 +147,15 @@ def test_two_runners_on_one_storage_share_the_search_and_never_run_a_trial_twice
     sweep_file = write_sweep(tmp_path, "shared", "bayes", BAYES)
     storage = tmp_path / "search.journal"
     options = ("--count", "6", "--storage", str(storage), "--out")  # a journal file (the killed test: SQLite)
+    # the first runner's runs take 4 s, so it is still at work when the second (0.5 s runs) has started
     first = subprocess.Popen(sweep_command(sweep_file, *options, str(tmp_path / "first"), "--seed", "1"),
-                             cwd=PROJECT_ROOT, env=environment(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=PROJECT_ROOT, env=environment(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     deadline = time.monotonic() + 60
     while not list((tmp_path / "first").glob("runs/trial*")) and time.monotonic() < deadline:
         time.sleep(0.2)
     second = subprocess.run(sweep_command(sweep_file, *options, str(tmp_path / "second"), "--seed", "2"),
-                            cwd=PROJECT_ROOT, env=environment(1), capture_output=True, text=True, timeout=120)
+                            cwd=PROJECT_ROOT, env=environment(0.5), capture_output=True, text=True, timeout=120)
     first_out, first_err = first.communicate(timeout=120)
     assert first.returncode in (0, 1) and second.returncode in (0, 1), first_err[-2000:] + second.stderr[-2000:]
     joined = re.search(r"search.journal: (\d+) trials so far", second.stdout)

@@ -2,6 +2,11 @@
 
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from rich.markup import escape
+
+from lfm.jobs.steps import FINISHED
 
 
 def duration(seconds: float) -> str:
@@ -48,3 +53,12 @@ class Progress:
             return text
         end = datetime.now(timezone.utc) + timedelta(seconds=seconds)
         return f"{text}; ETA {end:%H:%M} UTC, about {duration(seconds)}"
+
+
+def end_line(label: str, record: dict, run_dir: Path, numbers: str, progress: str) -> str:
+    """The one line printed when a step ends: finished with its `numbers`, or failed with its error and log;
+    then the progress line."""
+    if record["status"] == FINISHED:
+        return f"{label}: finished in {record['seconds']:.0f} s{numbers} | {progress}"
+    return (f"{label}: [red]FAILED[/red] (exit {record['returncode']}) in {record['seconds']:.0f} s: "
+            f"{escape(record['error'])}; log: {run_dir / 'stderr.log'} | {progress}")

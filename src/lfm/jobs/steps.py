@@ -61,6 +61,11 @@ def last_error_line(stderr_path: Path) -> str:
     return (errors or lines or ["(no output on stderr)"])[-1]
 
 
+def in_order(records: dict, keys: list[str]) -> dict:
+    """`records` with `keys` first, in that order (then any others), whatever order the steps ended in."""
+    return {key: records[key] for key in [*keys, *records] if key in records}
+
+
 def read_state(path: Path, kind: str, fresh: dict) -> dict:
     """The bookkeeping of a sweep or study (`kind`) in `path`, or `fresh` when there is none yet;
     refuses the file of another sweep or study (`fresh[kind]` names this one)."""

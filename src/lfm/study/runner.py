@@ -24,8 +24,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from lfm.jobs.executors import Executor, LocalExecutor
+from lfm.jobs.progress import end_line
 from lfm.jobs.schedule import run_tasks
-from lfm.jobs.steps import BLOCKED, FINISHED, RESULT_FILE, Outcome, Task, read_state, set_aside
+from lfm.jobs.steps import BLOCKED, FINISHED, RESULT_FILE, Outcome, Task, in_order, read_state, set_aside
 from lfm.runs import unfinished_run_checkpoint, write_json
 from lfm.study.report import write_report
 from lfm.study.spec import CROSS, TRAIN, Step, StudySpec, load_study, study_steps
@@ -116,7 +117,7 @@ def run_study(name_or_path: str, out_dir: Path | None = None, executor: Executor
     console.print(f"Study {spec.name}: {len(spec.methods)} methods x {len(spec.seeds)} seeds, {len(steps)} steps, "
                   f"{executor.jobs} at once -> {out_dir}")
     done = {step.key for step in steps if (runs_dir / step.key / RESULT_FILE).is_file()}
-    labels, tasks = {}, []
+    labels, tasks, order = {}, [], [step.key for step in steps]
     for index, step in enumerate(steps, start=1):
         labels[step.key] = label = escape(f"[{index}/{len(steps)}] {step.kind} {step.method} seed {step.seed}"
                                           + (f" on {step.target}" if step.kind == CROSS else ""))
@@ -128,19 +129,16 @@ def run_study(name_or_path: str, out_dir: Path | None = None, executor: Executor
                           needs=None if step.kind == TRAIN else step.train_key))
 
     def record(key: str, entry: dict) -> None:
-        """One step's entry, the steps in study order whatever order they end in; the file rewritten atomically."""
+        """One step's entry (the steps in study order); the file rewritten atomically."""
         state["steps"][key] = entry
-        state["steps"] = {step.key: state["steps"][step.key] for step in steps if step.key in state["steps"]}
+        state["steps"] = in_order(state["steps"], order)
         write_json(state_path, state)
 
     def on_end(outcome: Outcome, progress: str) -> None:
         record(outcome.task.key, outcome.record())
-        label, run_dir = labels[outcome.task.key], outcome.task.run_dir
-        if outcome.finished:
-            console.print(f"{label}: finished in {outcome.seconds:.0f} s: {headline(run_dir)} | {progress}")
-        else:
-            console.print(f"{label}: [red]FAILED[/red] (exit {outcome.returncode}) in {outcome.seconds:.0f} s: "
-                          f"{escape(outcome.error)}; log: {run_dir / 'stderr.log'} | {progress}")
+        entry, run_dir = state["steps"][outcome.task.key], outcome.task.run_dir
+        numbers = f": {headline(run_dir)}" if outcome.finished else ""
+        console.print(end_line(labels[outcome.task.key], entry, run_dir, numbers, progress))
 
     def on_blocked(task: Task, progress: str) -> None:
         record(task.key, {"status": BLOCKED, "error": f"training step {task.needs} did not finish"})

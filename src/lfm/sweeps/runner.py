@@ -24,8 +24,9 @@ from rich.markup import escape
 
 from lfm.errors import InputError
 from lfm.jobs.executors import Executor, LocalExecutor
+from lfm.jobs.progress import end_line
 from lfm.jobs.schedule import run_tasks
-from lfm.jobs.steps import FAILED, FINISHED, RESULT_FILE, Outcome, Task, read_state, set_aside
+from lfm.jobs.steps import FAILED, RESULT_FILE, Outcome, Task, in_order, read_state, set_aside
 from lfm.results import collect_runs, print_table, table_console, write_table
 from lfm.runs import write_json
 from lfm.sweeps.command import hydra_overrides, parameter_overrides, render_command
@@ -115,14 +116,9 @@ def start_run(label: str, run_dir: Path, command: list[str], attempts_dir: Path,
     return command
 
 
-def end_line(label: str, record: dict, run_dir: Path, metric: dict | None, progress: str) -> str:
-    """The one line printed when a run ends: how, its metric or error, and the sweep's progress."""
-    if record["status"] == FINISHED:
-        value = final_metric(run_dir, metric)
-        shown = f": {metric['name']}={value:.4f}" if value is not None else ""
-        return f"{label}: finished in {record['seconds']:.0f} s{shown} | {progress}"
-    return (f"{label}: [red]FAILED[/red] (exit {record['returncode']}) in {record['seconds']:.0f} s: "
-            f"{escape(record['error'])}; log: {run_dir / 'stderr.log'} | {progress}")
+def metric_text(metric: dict | None, value) -> str:
+    """': <metric>=<value>' for a run's end line ('' when there is no value)."""
+    return f": {metric['name']}={value:.4f}" if value is not None else ""
 
 
 def run_points(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Executor, retry_failed: bool,
@@ -150,10 +146,11 @@ def run_points(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Execu
     def on_end(outcome: Outcome, progress: str) -> None:
         key = outcome.task.key
         record = state["runs"][key] = {"parameters": parameters_of[key], **outcome.record()}
-        # the proposal order, whatever order the runs end in
-        state["runs"] = {run: state["runs"][run] for run in [*order, *state["runs"]] if run in state["runs"]}
+        state["runs"] = in_order(state["runs"], order)
         write_json(state_path, state)
-        console.print(end_line(labels[key], record, outcome.task.run_dir, spec.metric, progress), soft_wrap=True)
+        value = final_metric(outcome.task.run_dir, spec.metric) if outcome.finished else None
+        console.print(end_line(labels[key], record, outcome.task.run_dir, metric_text(spec.metric, value), progress),
+                      soft_wrap=True)
 
     run_tasks(tasks, executor, done=set(), on_end=on_end, on_blocked=lambda task, progress: None)
     return state

@@ -21,11 +21,11 @@ from rich.markup import escape
 
 from lfm.errors import InputError
 from lfm.jobs.executors import Executor
-from lfm.jobs.progress import Progress
+from lfm.jobs.progress import Progress, end_line
 from lfm.jobs.steps import FAILED, FINISHED, Outcome, Task
 from lfm.runs import write_json
 from lfm.sweeps.command import hydra_overrides, parameter_overrides
-from lfm.sweeps.runner import RUN, STATE_FILE, PreparedSweep, end_line, final_metric, run_id, start_run
+from lfm.sweeps.runner import RUN, STATE_FILE, PreparedSweep, final_metric, metric_text, run_id, start_run
 from lfm.sweeps.spec import Parameter
 
 DEFAULT_STORAGE = "optuna.db"
@@ -129,7 +129,8 @@ class Search:
         trial.set_user_attr("record", record)
         with self.lock:
             progress = self.progress.add(RUN, value is not None, outcome.seconds)
-            self.console.print(end_line(label, record, run_dir, spec.metric, progress), soft_wrap=True)
+            self.console.print(end_line(label, record, run_dir, metric_text(spec.metric, value), progress),
+                               soft_wrap=True)
         if value is None:
             raise RunFailed(record["error"])
         return value
