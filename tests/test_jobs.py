@@ -60,9 +60,12 @@ def time_of(stamp: str) -> datetime:
 
 
 def test_each_local_slot_gets_one_gpu_or_a_share_of_the_cores():
-    gpu_slots = local_slots(2, gpus=["3", "5", "7"], cores=16)
-    assert [slot.env["CUDA_VISIBLE_DEVICES"] for slot in gpu_slots] == ["3", "5"]
-    assert [slot.where for slot in gpu_slots] == [{"threads": 8, "gpu": "3"}, {"threads": 8, "gpu": "5"}]
+    gpu_slots = local_slots(3, gpus=["3", "5", "7"], cores=48)
+    assert [slot.env["CUDA_VISIBLE_DEVICES"] for slot in gpu_slots] == ["3", "5", "7"]
+    assert [slot.where for slot in gpu_slots] == [{"threads": 16, "gpu": gpu} for gpu in ("3", "5", "7")]
+    assert [slot.where["gpu"] for slot in local_slots(4, gpus=[str(gpu) for gpu in range(8)], cores=64)] == [
+        "0,1", "2,3", "4,5", "6,7"]
+    assert local_slots(1, gpus=["0", "1"], cores=16)[0].env["CUDA_VISIBLE_DEVICES"] == "0,1", "one job: every GPU"
     cpu_slots = local_slots(3, gpus=[], cores=8)
     assert all(slot.env == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"} for slot in cpu_slots)
     assert local_slots(4, gpus=[], cores=2)[0].env["OMP_NUM_THREADS"] == "1"

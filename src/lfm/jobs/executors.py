@@ -66,17 +66,18 @@ def visible_gpus() -> list[str]:
 
 
 def local_slots(jobs: int, gpus: list[str], cores: int) -> list[Slot]:
-    """`jobs` slots: one GPU each when there are GPUs, and the CPU cores split evenly (at least one each)."""
+    """`jobs` slots with the GPUs and the CPU cores split evenly between them: `--jobs` as many as there are GPUs
+    gives one GPU each, `--jobs 1` all of them (as a run started by hand); at least one core's thread each."""
     if gpus and jobs > len(gpus):
         raise InputError(f"--jobs {jobs} needs {jobs} GPUs (one per job); this machine has {len(gpus)} "
                          f"(CUDA_VISIBLE_DEVICES={','.join(gpus)}); pass --jobs {len(gpus)} or fewer")
-    threads = max(1, cores // jobs)
+    threads, per_job = max(1, cores // jobs), len(gpus) // jobs
     slots = []
     for index in range(jobs):
         env = {name: str(threads) for name in THREAD_VARIABLES}
         where = {"threads": threads}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = where["gpu"] = gpus[index]
+            env["CUDA_VISIBLE_DEVICES"] = where["gpu"] = ",".join(gpus[index * per_job:(index + 1) * per_job])
         slots.append(Slot(env, where))
     return slots
 

@@ -13,8 +13,8 @@ SLURM_FLAGS = {option.name: "--" + option.name.replace("_", "-") for option in f
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the steps run")
     group.add_argument("--jobs", type=int, default=1,
-                       help="steps at once (local: one GPU per job on a GPU machine, else the CPU cores split between "
-                            "jobs; slurm: jobs queued or running at once); default 1")
+                       help="steps at once (local: the GPUs, one each with --jobs <number of GPUs>, and the CPU "
+                            "cores split between the jobs; slurm: jobs queued or running at once); default 1")
     group.add_argument("--executor", choices=(LOCAL, SLURM), default=LOCAL,
                        help="local: processes on this machine; slurm: one SLURM job per step (submitit)")
     defaults = SlurmOptions()
