@@ -1,21 +1,31 @@
-"""Time evaluate_ranking against a NumPy full-argsort evaluation at Market-1501 scale.
+"""Time evaluate_ranking against a NumPy full-argsort evaluation at Market-1501 scale, and the
+memory-bounded evaluate_features against the dense path at MSMT17 scale.
 
 The NumPy side follows torchreid's Python ``eval_market1501`` path: one
 ``np.argsort(distmat, axis=1)`` and a per-query loop over the sorted rows (with the
 per-query precision computed by NumPy rather than a list comprehension, and junk
 items removed in the loop since our protocol keeps them in the gallery).
 
-Run: python benchmarks/bench_evaluate_ranking.py
+MSMT17 scale (11,659 query x 82,161 gallery, 512-d features): each path runs in its own
+process; "memory above the features" is its peak resident memory minus the resident memory
+once the features exist. The dense path (pairwise_distance, then evaluate_ranking) is what the
+metric did before; evaluate_features computes distances query chunk by query chunk.
+
+Run: python benchmarks/bench_evaluate_ranking.py [--skip-msmt]
 """
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from lfm.metrics import evaluate_ranking
+from lfm.metrics import evaluate_features, evaluate_ranking, pairwise_distance
 
 NUM_QUERY = 3_368
 NUM_GALLERY = 15_913
@@ -25,6 +35,8 @@ FEATURE_DIM = 512
 TARGET_RATIO = 1 / 3
 # Per-dimension noise around unit-variance id centres: gives rank-1 ~0.97, mAP ~0.7.
 NOISE = 2.25
+MSMT17 = {"num_query": 11_659, "num_gallery": 82_161, "num_ids": 3_060, "num_cameras": 15}
+MSMT17_TARGETS = {"seconds": 30.0, "gb_above_features": 4.0}
 
 
 def market_like_inputs(seed: int) -> tuple[np.ndarray, ...]:
@@ -81,11 +93,75 @@ def evaluate_with_threads(inputs: tuple[torch.Tensor, ...], threads: int) -> dic
         torch.set_num_threads(default_threads)
 
 
+def msmt17_inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Clustered, L2-normalised query and gallery features at MSMT17 scale, with pids and cameras."""
+    rng = np.random.default_rng(seed)
+    num_query, num_gallery = MSMT17["num_query"], MSMT17["num_gallery"]
+    pids = rng.integers(1, MSMT17["num_ids"] + 1, num_query + num_gallery)
+    camids = rng.integers(1, MSMT17["num_cameras"] + 1, num_query + num_gallery)
+    features = rng.standard_normal((MSMT17["num_ids"] + 1, FEATURE_DIM), dtype=np.float32)[pids]
+    features += NOISE * rng.standard_normal(features.shape, dtype=np.float32)
+    features = torch.nn.functional.normalize(torch.from_numpy(features), dim=1)
+    pids, camids = torch.from_numpy(pids), torch.from_numpy(camids)
+    return (features[:num_query], features[num_query:], pids[:num_query], pids[num_query:], camids[:num_query],
+            camids[num_query:])
+
+
+def memory_gb(field: str) -> float:
+    """This process's resident memory (VmRSS) or its peak since the last reset (VmHWM), in GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1e6
+    raise SystemExit("the memory columns need Linux's /proc/self/status")
+
+
+def msmt17_child(path: str) -> dict:
+    """One MSMT17-scale evaluation in this process: seconds, GB above the features, mAP."""
+    query, gallery, q_pids, g_pids, q_camids, g_camids = msmt17_inputs()
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from here
+    with_features = memory_gb("VmRSS")
+    start = time.perf_counter()
+    if path == "dense":
+        result = evaluate_ranking(pairwise_distance(query, gallery, "cosine"), q_pids, g_pids, q_camids, g_camids)
+    else:
+        result = evaluate_features(query, gallery, q_pids, g_pids, q_camids, g_camids, distance="cosine")
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "gb_above_features": memory_gb("VmHWM") - with_features, "mAP": result["mAP"],
+            "mINP": result["mINP"]}
+
+
+def msmt17_table() -> None:
+    results = {}
+    for path in ("dense", "chunked"):
+        completed = subprocess.run([sys.executable, __file__, "--msmt17-child", path], capture_output=True, text=True)
+        if completed.returncode:
+            raise SystemExit(f"MSMT17 {path} evaluation failed:\n{completed.stderr}")
+        results[path] = json.loads(completed.stdout.strip().splitlines()[-1])
+    names = {"dense": "pairwise_distance + evaluate_ranking (before)", "chunked": "evaluate_features (chunked)"}
+    print()
+    print(f"MSMT17 scale: {MSMT17['num_query']:,} query x {MSMT17['num_gallery']:,} gallery, 512-d, cosine")
+    print("| implementation | seconds | GB above the features | mAP | target <= 30 s, <= 4 GB |")
+    print("|---|---|---|---|---|")
+    for path, result in results.items():
+        met = (result["seconds"] <= MSMT17_TARGETS["seconds"]
+               and result["gb_above_features"] <= MSMT17_TARGETS["gb_above_features"])
+        target = ("met" if met else "NOT met") if path == "chunked" else "-"
+        print(f"| {names[path]} | {result['seconds']:.1f} | {result['gb_above_features']:.2f} | "
+              f"{result['mAP']:.4f} | {target} |")
+    if abs(results["dense"]["mAP"] - results["chunked"]["mAP"]) > 1e-6:
+        raise SystemExit("evaluate_features disagrees with the dense evaluation at MSMT17 scale")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-msmt", action="store_true", help="skip the MSMT17-scale table")
+    parser.add_argument("--msmt17-child", choices=("dense", "chunked"), help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of evaluate_ranking per thread setting")
     parser.add_argument("--numpy-repeats", type=int, default=2, help="timed runs of the NumPy evaluation")
     args = parser.parse_args()
+    if args.msmt17_child:
+        print(json.dumps(msmt17_child(args.msmt17_child)))
+        return
 
     inputs = market_like_inputs(seed=0)
     torch_inputs = tuple(torch.from_numpy(x) for x in inputs)
@@ -124,6 +200,8 @@ def main() -> None:
         print(f"| {name:<41} | {seconds:16.3f} | {ratio:5.3f} | {'met' if ratio <= TARGET_RATIO else 'NOT met':<13} |")
     if not agree:
         raise SystemExit("evaluate_ranking disagrees with the NumPy reference")
+    if not args.skip_msmt:
+        msmt17_table()
 
 
 if __name__ == "__main__":

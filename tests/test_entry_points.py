@@ -194,3 +194,52 @@ def test_eval_with_missing_or_corrupt_checkpoint(tmp_path):
     corrupt.write_bytes(b"definitely not a checkpoint")
     result = run_entry_point("eval.py", f"ckpt_path={corrupt}", f"hydra.run.dir={tmp_path / 'b'}")
     assert_one_line_error(result, str(corrupt))
+
+
+def test_eval_reranks_and_writes_a_feature_file_that_python_m_lfm_metrics_reproduces(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    eval_dir = tmp_path / "eval"
+    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}", f"hydra.run.dir={eval_dir}",
+                             "logger.wandb.mode=disabled", "model.rerank=true", "model.rerank_settings={k1: 8, k2: 3}",
+                             "save_features=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/rerank: rank1=" in result.stdout
+    evaluated = json.loads((eval_dir / "metrics.json").read_text())
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert evaluated["test/mAP"] == pytest.approx(trained["test/mAP"], abs=1e-6)
+    assert 0 < evaluated["test/mINP"] <= evaluated["test/rank10"]
+    assert evaluated["test/rerank/mAP"] != pytest.approx(evaluated["test/mAP"], abs=1e-6)
+    features = eval_dir / "features.npz"
+    assert evaluated["features_file/test"] == str(features)
+    command, env = entry_point("eval.py")
+    reproduced = subprocess.run([command[0], "-m", "lfm.metrics", str(features), "--rerank", "--json"],
+                                capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
+    assert reproduced.returncode == 0, reproduced.stderr
+    metrics = json.loads(reproduced.stdout)
+    for key in ("rank1", "rank5", "rank10", "mAP", "mINP", "rerank/rank1", "rerank/mAP", "rerank/mINP"):
+        assert metrics[key] == pytest.approx(evaluated[f"test/{key}"], abs=1e-9), key
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [("+model.backbone=resnet50", "model.backbone cannot change at evaluation"),
+     ("model.rerank_settings={k1: 0}", "model.rerank_settings: rerank k1 must be a positive int"),
+     ("data.test_sets=[no_such_data]", "data.test_sets names 'no_such_data', which is not a data config")],
+)
+def test_bad_evaluation_settings_give_one_line(trained_run, tmp_path, override, fragment):
+    run_dir, _ = trained_run
+    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
+                             f"hydra.run.dir={tmp_path / 'eval'}", "logger.wandb.mode=disabled", override)
+    assert_one_line_error(result, fragment)
+
+
+@pytest.mark.slow
+def test_eval_on_more_test_sets_reports_each(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}",
+                             "logger.wandb.mode=disabled", "data.test_sets=[synthetic_duke]",
+                             f"paths.data_dir={tmp_path / 'data'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert 0 < evaluated["test/synthetic_duke/mAP"] < 1 and "test/mAP" in evaluated
+    assert "synthetic_duke: rank1=" in result.stdout

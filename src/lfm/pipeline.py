@@ -6,6 +6,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -14,6 +16,7 @@ from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, Tr
 from lfm.data.cifar import CIFARDataModule
 from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
+from lfm.metrics.features_file import save_features
 from lfm.models.classification import ClassificationModule
 from lfm.models.reid import RANKING_KEYS, ReIDModule, build_optimizer
 from lfm.randomness import RandomStateCallback
@@ -43,11 +46,57 @@ def task_parts(task: str) -> tuple:
 
 def build_datamodule(settings: dict, seed: int, task: str = "reid") -> L.LightningDataModule:
     """The DataModule from `data` settings (`name` labels runs; `seed` comes from the run)."""
-    settings = {key: value for key, value in settings.items() if key not in ("name", "seed")}
+    settings = {key: value for key, value in settings.items() if key not in ("name", "seed", "test_sets")}
     try:
         return task_parts(task)[0](**settings, seed=seed)
     except TypeError as error:
         raise InputError(f"unknown data setting ({error}); see conf/data/ for the valid keys") from None
+
+
+# Settings a test set takes from the run's own data config, so every test set is evaluated alike.
+EVALUATION_DATA_KEYS = ("image_size", "eval_batch_size", "num_workers", "pipeline", "cache_max_memory", "cache_on_device")
+
+
+def resolve_test_sets(cfg: DictConfig, main_settings: dict) -> dict[str, dict]:
+    """The data settings of each name in `data.test_sets` (a conf/data/ config), resolved against this run's
+    config (its paths), with the main test set's evaluation settings (image size, batch size, pipeline, workers)."""
+    names = list(cfg.data.get("test_sets") or []) if cfg.get("data") else []
+    if not names:
+        return {}
+    if cfg.get("task", "reid") != "reid":
+        raise InputError("data.test_sets is for re-ID runs; set data.test_sets=[] for a classification run")
+    if not GlobalHydra.instance().is_initialized():
+        raise InputError("data.test_sets needs Hydra's config search path: run src/train.py or src/eval.py")
+    settings = {}
+    for name in names:
+        try:
+            data = compose(config_name=f"data/{name}").data
+        except Exception:  # Hydra's MissingConfigException and its kin for a name that is no config
+            raise InputError(f"data.test_sets names {name!r}, which is not a data config; use names of "
+                             f"conf/data/*.yaml, e.g. data.test_sets=[synthetic_duke]") from None
+        root = OmegaConf.merge(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "data"]), {"data": data})
+        resolved = OmegaConf.to_container(root.data, resolve=True)
+        resolved.update({key: main_settings[key] for key in EVALUATION_DATA_KEYS if key in main_settings})
+        resolved.pop("test_sets", None)
+        settings[name] = resolved
+    return settings
+
+
+def run_extra_test_sets(trainer: L.Trainer, model: L.LightningModule, test_sets: dict[str, dict], seed: int,
+                 **test_options) -> dict[str, tuple[L.LightningDataModule, dict]]:
+    """Test `model` on each extra test set: {name: (its DataModule, its metrics as test/<name>/<metric>)}."""
+    results = {}
+    for name, settings in test_sets.items():
+        datamodule = build_datamodule(settings, seed, "reid")
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        model.test_prefix = f"test/{name}"
+        try:
+            trainer.test(model, datamodule=datamodule, **test_options)
+        finally:
+            model.test_prefix = "test"
+        results[name] = (datamodule, {f"test/{name}/{key}": value for key, value in model.test_results.items()})
+    return results
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list) -> L.Trainer:
@@ -138,6 +187,7 @@ def train(cfg: DictConfig) -> dict:
     task = cfg.get("task", "reid")
     _, module_class, monitor = task_parts(task)
     check_config(cfg, run_dir, task)
+    test_sets = resolve_test_sets(cfg, OmegaConf.to_container(cfg.data, resolve=True))
     explicit = check_checkpoint(cfg.get("ckpt_path"))
     unfinished = unfinished_run_checkpoint(run_dir)
     if explicit and unfinished:
@@ -188,8 +238,11 @@ def train(cfg: DictConfig) -> dict:
         metrics["epochs"] = trainer.current_epoch
         metrics["best_checkpoint"] = checkpoint.best_model_path
         if cfg.get("test", True):
-            trainer.test(model, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None, weights_only=True)
+            best = {"ckpt_path": checkpoint.best_model_path or None, "weights_only": True}
+            trainer.test(model, datamodule=datamodule, **best)
             metrics.update({f"test/{key}": value for key, value in model.test_results.items()})
+            for _, set_metrics in run_extra_test_sets(trainer, model, test_sets, cfg.seed, **best).values():
+                metrics.update(set_metrics)
     finally:
         finish_loggers(loggers)
     if primary:
@@ -199,7 +252,8 @@ def train(cfg: DictConfig) -> dict:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Rank query against gallery with a trained checkpoint; write metrics.json.
+    """Rank query against gallery with a trained checkpoint (and on each of `data.test_sets`); write
+    metrics.json, and with `save_features` the feature files.
 
     Under DDP every rank runs this function and shares the clean test (re-ID: features
     gathered, padding duplicates dropped); rank 0 alone keeps the run's books and runs the
@@ -218,24 +272,41 @@ def evaluate(cfg: DictConfig) -> dict:
         claim_run_dir(run_dir)
     checkpoint = load_checkpoint(checkpoint_path)
     task = checkpoint.get("task", "reid")
-    data = cfg.get("data")
-    settings = OmegaConf.to_container(data, resolve=True) if data else dict(checkpoint["datamodule_hyper_parameters"])
+    overrides = evaluation_overrides(cfg, task)
+    if cfg.get("save_features") and task != "reid":
+        raise InputError(f"save_features=true writes re-ID features; checkpoint {checkpoint_path} holds a {task} model")
+    # conf/eval.yaml's data holds test_sets alone unless a data config was chosen: then test the checkpoint's data.
+    settings = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
+    if "root" not in settings:
+        settings = dict(checkpoint["datamodule_hyper_parameters"])
+    test_sets = resolve_test_sets(cfg, settings)
     datamodule = build_datamodule(settings, cfg.seed, task)
     datamodule.prepare_data()
     datamodule.setup("test")
-    model = load_module(checkpoint_path, checkpoint)
+    model = load_module(checkpoint_path, checkpoint, overrides=overrides)
+    model.keep_test_features = task == "reid" and bool(cfg.get("save_features"))
     source = model if source_path is None else load_module(source_path, load_checkpoint(source_path), task)
     run_info = save_run_info(run_dir, cfg) if primary else read_run_info(run_dir)
     loggers = build_loggers(cfg.logger, run_dir, cfg.run_name, OmegaConf.to_container(cfg, resolve=True), run_info)
     trainer = build_trainer(cfg, run_dir, loggers, [RichProgressBar()])
+    feature_files = {}  # file name -> (dataset name, its DataModule, the test's gathered samples)
     try:
         trainer.test(model, datamodule=datamodule)
+        metrics = {f"test/{key}": value for key, value in model.test_results.items()}
+        if model.keep_test_features:
+            feature_files["features.npz"] = (settings.get("name", "test"), datamodule, model.test_features)
+        for name, (set_datamodule, set_metrics) in run_extra_test_sets(trainer, model, test_sets, cfg.seed).items():
+            metrics.update(set_metrics)
+            if model.keep_test_features:
+                feature_files[f"features_{name}.npz"] = (name, set_datamodule, model.test_features)
     finally:
         finish_loggers(loggers)
-    metrics = {f"test/{key}": value for key, value in model.test_results.items()}
     metrics["checkpoint"] = str(checkpoint_path)
     if not primary:
         return metrics
+    for file_name, (name, set_datamodule, samples) in feature_files.items():
+        path = write_feature_file(run_dir / file_name, model, set_datamodule, samples, name, checkpoint_path)
+        metrics[f"features_file/{name}"] = str(path)
     if attack is not None and attack.enabled:
         metrics.update(evaluate_robustness(
             task, model, source, datamodule.test_dataloader(shard=False), attack, trainer.strategy.root_device, run_dir,
@@ -246,12 +317,43 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-def load_module(path: Path, checkpoint: dict, expected_task: str | None = None) -> L.LightningModule:
-    """The LightningModule of a checkpoint, of the class its task names (re-ID if none)."""
+# Model settings src/eval.py may change (conf/eval.yaml `model:`); the network itself comes from the checkpoint.
+EVALUATION_KEYS = ("rerank", "rerank_settings", "distance", "flip_test", "ap")
+
+
+def evaluation_overrides(cfg: DictConfig, task: str) -> dict:
+    """The evaluation settings given under `model` (those not null), checked against the checkpoint's task."""
+    given = {key: value for key, value in OmegaConf.to_container(cfg.get("model") or {}, resolve=True).items()
+             if value is not None}
+    unknown = sorted(set(given) - set(EVALUATION_KEYS))
+    if unknown:
+        raise InputError(f"model.{unknown[0]} cannot change at evaluation (the network comes from the checkpoint); "
+                         f"the model keys src/eval.py takes are {', '.join(EVALUATION_KEYS)}")
+    if given and task != "reid":
+        raise InputError(f"model.{next(iter(given))} is a re-ID evaluation setting; the checkpoint holds a {task} model")
+    return given
+
+
+def write_feature_file(path: Path, model: L.LightningModule, datamodule: L.LightningDataModule,
+                       samples: dict, dataset: str, checkpoint_path: Path) -> Path:
+    """The test's features, identities and image paths (lfm.metrics.features_file), beside metrics.json."""
+    settings = {
+        "distance": model.hparams.distance, "ap": model.hparams.ap,
+        "rerank_settings": dict(model.hparams.get("rerank_settings") or {}),
+        "checkpoint": str(checkpoint_path), "dataset": dataset,
+    }
+    image_paths = [sample.path for sample in datamodule.test_set.samples]
+    return save_features(path, samples, image_paths, settings)
+
+
+def load_module(path: Path, checkpoint: dict, expected_task: str | None = None,
+                overrides: dict | None = None) -> L.LightningModule:
+    """The LightningModule of a checkpoint, of the class its task names (re-ID if none), with
+    `overrides` replacing some of its settings (evaluation settings)."""
     task = checkpoint.get("task", "reid")
     if expected_task is not None and task != expected_task:
         raise InputError(f"attack.source_ckpt_path={path} holds a {task} model; the evaluated checkpoint is {expected_task}")
-    return task_parts(task)[1].load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return task_parts(task)[1].load_from_checkpoint(path, map_location="cpu", weights_only=True, **(overrides or {}))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -266,7 +368,12 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def report(metrics: dict, run_dir: Path) -> None:
-    """Print the headline metrics and where the run's files are."""
-    parts = [f"{key}={metrics[f'test/{key}']:.4f}" for key in (*RANKING_KEYS, "accuracy") if f"test/{key}" in metrics]
-    print(f"\nResults: {' '.join(parts)}")
+    """Print the headline metrics (plain, re-ranked, each extra test set) and where the run's files are."""
+    groups = sorted({key.rsplit("/", 1)[0] for key in metrics if key.startswith("test/") and key.count("/") > 1})
+    print()
+    for group in ("test", *groups):
+        parts = [f"{key}={metrics[f'{group}/{key}']:.4f}" for key in (*RANKING_KEYS, "accuracy")
+                 if isinstance(metrics.get(f"{group}/{key}"), float)]
+        if parts:
+            print(f"{'Results' if group == 'test' else group}: {' '.join(parts)}")
     print(f"Run directory: {run_dir}")

@@ -33,6 +33,7 @@ from lfm.metrics.distance import (
     prepared_distance,
 )
 from lfm.metrics.rerank import k_reciprocal_rerank_features
+from lfm.metrics.samples import first_occurrence
 
 APDefinition = Literal["standard", "trapezoid"]
 
@@ -323,7 +324,7 @@ class ReIDRankingMetric(Metric):
         if len(self.index) == 0:
             raise ValueError("ReIDRankingMetric.compute() called before any update()")
         index = dim_zero_cat(self.index)
-        first = self._first_occurrence(index)
+        first = first_occurrence(index)
         return {
             name: dim_zero_cat(getattr(self, name))[first]
             for name in ("features", "pids", "camids", "is_query", "index")
@@ -351,11 +352,3 @@ class ReIDRankingMetric(Metric):
         if self.rerank is not None:
             results["rerank"] = evaluate_features(*arguments, rerank=self.rerank)
         return results
-
-    @staticmethod
-    def _first_occurrence(index: torch.Tensor) -> torch.Tensor:
-        """Positions of the first occurrence of each distinct index, ordered by index: the
-        dataset's order whatever the ranks' interleaving, so sums (mAP) match one process bit for bit."""
-        unique, inverse = torch.unique(index, return_inverse=True)
-        positions = torch.arange(index.numel(), device=index.device)
-        return torch.full_like(unique, index.numel()).scatter_reduce_(0, inverse, positions, reduce="amin")

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfm.errors import InputError
+from lfm.metrics.classification import SampleAccuracy
 from lfm.models.backbones import RESNETS, build_backbone, load_pretrained
 from lfm.models.ibn import IBN_A_RESNETS
 from lfm.models.regularizers import attach_feature_regularizers
@@ -81,7 +82,7 @@ class ClassificationModule(L.LightningModule):
         if not 0.0 <= label_smoothing < 1.0:
             raise InputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.net = ClassificationNet(backbone, num_classes, lfm, pretrained, small_input, dropout2d, dropblock)
-        self.counts = {"val": [0, 0], "test": [0, 0]}
+        self.accuracy = nn.ModuleDict({"val": SampleAccuracy(), "test": SampleAccuracy()})
         self.test_results: dict = {}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -91,21 +92,16 @@ class ClassificationModule(L.LightningModule):
         self.log("train/acc", (logits.argmax(dim=1) == batch["label"]).float().mean(), prog_bar=True)
         return loss
 
-    def _count(self, stage: str, batch: dict) -> None:
-        correct = (self.net(batch["image"]).argmax(dim=1) == batch["label"]).sum()
-        self.counts[stage][0] += int(self.all_gather(correct).sum())
-        self.counts[stage][1] += int(self.all_gather(torch.tensor(len(batch["label"]), device=self.device)).sum())
-
-    def _accuracy(self, stage: str) -> float:
-        correct, total = self.counts[stage]
-        self.counts[stage] = [0, 0]
-        return correct / max(total, 1)
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._count("val", batch)
+        self.accuracy["val"].update(self.net(batch["image"]), batch["label"], batch["index"])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._count("test", batch)
+        self.accuracy["test"].update(self.net(batch["image"]), batch["label"], batch["index"])
+
+    def _accuracy(self, stage: str) -> float:
+        accuracy = self.accuracy[stage].compute()
+        self.accuracy[stage].reset()
+        return accuracy
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/accuracy", self._accuracy("val"), prog_bar=True)

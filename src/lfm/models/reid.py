@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfm.errors import InputError
+from lfm.metrics.distance import DISTANCES
 from lfm.metrics.reid import ReIDRankingMetric
+from lfm.metrics.rerank import RerankSettings
 from lfm.models.backbones import build_backbone, load_pretrained
 from lfm.models.heads import ReIDHead
 from lfm.models.losses import batch_hard_triplet_loss
@@ -17,7 +19,8 @@ from lfm.models.regularizers import attach_feature_regularizers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RANKING_KEYS = ("rank1", "rank5", "rank10", "mAP")
+RANKING_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+AP_DEFINITIONS = ("standard", "trapezoid")
 
 
 class ReIDNet(nn.Module):
@@ -65,7 +68,11 @@ class ReIDModule(L.LightningModule):
     """Trains a ReIDNet with cross-entropy (+ optional triplet) and ranks query vs gallery.
 
     Validation and test batches are dicts with image, pid, camid, is_query and index; the
-    ranking metric gathers all features (correct under DDP) and reports CMC and mAP.
+    ranking metric gathers all features (correct under DDP) and reports CMC, mAP and mINP.
+    With `rerank`, the test also reports them on the k-reciprocal re-ranked distance
+    (`test/rerank/<metric>`; `rerank_settings`: k1, k2, lambda_value, the published defaults
+    when null). `test_prefix` names the logged test metrics; with `keep_test_features` the
+    test's gathered samples stay in `test_features` (for a feature file).
     """
 
     def __init__(
@@ -88,6 +95,8 @@ class ReIDModule(L.LightningModule):
         distance: str = "cosine",
         flip_test: bool = True,
         ap: str = "standard",
+        rerank: bool = False,
+        rerank_settings: Mapping | None = None,
         channels_last: bool = False,
         compile: bool = False,
     ):
@@ -97,6 +106,11 @@ class ReIDModule(L.LightningModule):
             raise InputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         if triplet_weight < 0:
             raise InputError(f"model.triplet_weight must be >= 0, got {triplet_weight}")
+        if distance not in DISTANCES:
+            raise InputError(f"model.distance must be one of {DISTANCES}, got {distance!r}")
+        if ap not in AP_DEFINITIONS:
+            raise InputError(f"model.ap must be one of {AP_DEFINITIONS}, got {ap!r}")
+        rerank_settings = check_rerank_settings(rerank_settings)
         self.net = ReIDNet(
             backbone, num_classes, lfm, pretrained, last_stride, embedding_dim, dropout, dropout2d, dropblock
         )
@@ -105,8 +119,11 @@ class ReIDModule(L.LightningModule):
         if compile:
             self.net.compile()  # in place: parameter names, checkpoints and hooks stay as they are
         self.val_ranking = ReIDRankingMetric(distance=distance, ap=ap)
-        self.test_ranking = ReIDRankingMetric(distance=distance, ap=ap)
+        self.test_ranking = ReIDRankingMetric(distance=distance, ap=ap, rerank=rerank_settings if rerank else None)
         self.best_val_map = 0.0
+        self.test_prefix = "test"
+        self.keep_test_features = False
+        self.test_features: dict[str, torch.Tensor] | None = None
         self.test_results: dict = {}
 
     def images(self, batch: dict) -> torch.Tensor:
@@ -150,11 +167,17 @@ class ReIDModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         results = self.test_ranking.compute()
+        if self.keep_test_features:
+            self.test_features = {name: value.cpu() for name, value in self.test_ranking.gathered().items()}
         self.test_ranking.reset()
+        reranked = results.get("rerank", {})
         for key in RANKING_KEYS:
-            self.log(f"test/{key}", results[key])
+            self.log(f"{self.test_prefix}/{key}", results[key])
+            if reranked:
+                self.log(f"{self.test_prefix}/rerank/{key}", reranked[key])
         self.test_results = {
             **{key: float(results[key]) for key in RANKING_KEYS},
+            **{f"rerank/{key}": float(reranked[key]) for key in RANKING_KEYS if reranked},
             "cmc": [float(value) for value in results["cmc"]],
             "num_valid_queries": int(results["num_valid_queries"]),
             "ap": self.hparams.ap,
@@ -169,6 +192,16 @@ class ReIDModule(L.LightningModule):
 
     def configure_optimizers(self):
         return build_optimizer(self.net, self.hparams.optimizer, self.hparams.scheduler, self.trainer.max_epochs)
+
+
+def check_rerank_settings(settings: Mapping | None) -> dict:
+    """`model.rerank_settings` as keyword arguments of the re-ranking (the published defaults when null)."""
+    settings = dict(settings or {})
+    try:
+        RerankSettings(**settings)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"model.rerank_settings: {error}; its keys are k1, k2, lambda_value") from None
+    return settings
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
