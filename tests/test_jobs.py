@@ -69,6 +69,9 @@ def test_each_local_slot_gets_one_gpu_or_a_share_of_the_cores():
     cpu_slots = local_slots(3, gpus=[], cores=8)
     assert all(slot.env == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"} for slot in cpu_slots)
     assert local_slots(4, gpus=[], cores=2)[0].env["OMP_NUM_THREADS"] == "1"
+    assert local_slots(2, gpus=[], cores=2, threads=3)[1].env == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
+    with pytest.raises(InputError, match="--threads-per-job must be at least 1"):
+        local_slots(2, gpus=[], cores=2, threads=0)
     with pytest.raises(InputError, match=r"--jobs 8 needs 8 GPUs \(one per job\); this machine has 2 .*--jobs 2"):
         local_slots(8, gpus=["0", "1"], cores=16)
     with pytest.raises(InputError, match="--jobs must be at least 1"):
@@ -137,6 +140,8 @@ def test_the_options_choose_the_executor_and_refuse_slurm_options_without_slurm(
     assert isinstance(executor, LocalExecutor) and executor.jobs == 2
     with pytest.raises(InputError, match="--partition goes with --executor slurm"):
         executor_from_arguments(arguments("--partition", "gpu"), tmp_path)
+    with pytest.raises(InputError, match="--threads-per-job goes with --executor local"):
+        executor_from_arguments(arguments("--executor", "slurm", "--threads-per-job", "2"), tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InputError, match="--executor slurm needs SLURM's sbatch on PATH"):
         executor_from_arguments(arguments("--executor", "slurm", "--partition", "gpu"), tmp_path)

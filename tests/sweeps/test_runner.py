@@ -1,8 +1,10 @@
-"""The offline sweep runner on tiny real training runs: it completes, isolates a failure, resumes, tabulates."""
+"""The offline sweep runner on tiny real training runs: it completes, isolates a failure, resumes, tabulates;
+two at once give the same numbers."""
 
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from helpers import PROJECT_ROOT, TINY_SCALE
+from lfm.jobs.executors import LocalExecutor
 from lfm.sweeps.runner import STATE_FILE, run_sweep
 
 # mask_ratio 1.5 composes (it is a float) but the model refuses it: the middle run fails.
@@ -132,3 +135,18 @@ def test_the_command_line_tool_reports_a_bad_sweep_file_in_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(f"error: {bad}: parameters.model.lfm.ratio is not a key")
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_give_the_sequential_numbers(sweep, tmp_path):
+    """With the threads per job of the sequential sweep (a CPU run's numbers depend on its thread count)."""
+    sweep_file, first, _ = sweep
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(PROJECT_ROOT)
+        patch.setenv("WANDB_MODE", "offline")
+        parallel = run_sweep(sweep_file, out_dir=tmp_path / "parallel", console=quiet_console(),
+                             executor=LocalExecutor(2, threads=len(os.sched_getaffinity(0))))
+    with first.table_path.open() as handle, parallel.table_path.open() as other:
+        assert list(csv.DictReader(other)) == list(csv.DictReader(handle))
+    records = [record for record in parallel.state["runs"].values()]
+    assert records[0]["started"] < records[1]["ended"] and records[1]["started"] < records[0]["ended"]

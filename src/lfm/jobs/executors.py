@@ -65,13 +65,17 @@ def visible_gpus() -> list[str]:
     return [str(index) for index in range(torch.cuda.device_count())]
 
 
-def local_slots(jobs: int, gpus: list[str], cores: int) -> list[Slot]:
+def local_slots(jobs: int, gpus: list[str], cores: int, threads: int | None = None) -> list[Slot]:
     """`jobs` slots with the GPUs and the CPU cores split evenly between them: `--jobs` as many as there are GPUs
-    gives one GPU each, `--jobs 1` all of them (as a run started by hand); at least one core's thread each."""
+    gives one GPU each, `--jobs 1` all of them (as a run started by hand); `threads` per job (default: its share
+    of the cores, at least one). On the CPU a run's numbers depend on its thread count, so equal `threads` make
+    any --jobs give the same numbers."""
     if gpus and jobs > len(gpus):
         raise InputError(f"--jobs {jobs} needs {jobs} GPUs (one per job); this machine has {len(gpus)} "
                          f"(CUDA_VISIBLE_DEVICES={','.join(gpus)}); pass --jobs {len(gpus)} or fewer")
-    threads, per_job = max(1, cores // jobs), len(gpus) // jobs
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads-per-job must be at least 1, got {threads}")
+    threads, per_job = threads or max(1, cores // jobs), len(gpus) // jobs
     slots = []
     for index in range(jobs):
         env = {name: str(threads) for name in THREAD_VARIABLES}
@@ -85,12 +89,14 @@ def local_slots(jobs: int, gpus: list[str], cores: int) -> list[Slot]:
 class LocalExecutor:
     """Up to `jobs` steps at once on this machine, each in its own slot."""
 
-    def __init__(self, jobs: int, gpus: list[str] | None = None, cores: int | None = None) -> None:
+    def __init__(self, jobs: int, threads: int | None = None, gpus: list[str] | None = None,
+                 cores: int | None = None) -> None:
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, got {jobs}")
         self.jobs = jobs
         self.free: queue.Queue[Slot] = queue.Queue()
-        for slot in local_slots(jobs, visible_gpus() if gpus is None else gpus, cores or len(os.sched_getaffinity(0))):
+        for slot in local_slots(jobs, visible_gpus() if gpus is None else gpus,
+                                cores or len(os.sched_getaffinity(0)), threads):
             self.free.put(slot)
 
     def run(self, command: list[str], run_dir: Path) -> dict:

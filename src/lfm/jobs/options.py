@@ -15,6 +15,9 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--jobs", type=int, default=1,
                        help="steps at once (local: the GPUs, one each with --jobs <number of GPUs>, and the CPU "
                             "cores split between the jobs; slurm: jobs queued or running at once); default 1")
+    group.add_argument("--threads-per-job", type=int,
+                       help="local: CPU threads of each job (default: its share of the cores); a CPU run's numbers "
+                            "depend on it, so the same value gives the same numbers whatever --jobs")
     group.add_argument("--executor", choices=(LOCAL, SLURM), default=LOCAL,
                        help="local: processes on this machine; slurm: one SLURM job per step (submitit)")
     defaults = SlurmOptions()
@@ -30,5 +33,7 @@ def executor_from_arguments(args: argparse.Namespace, folder: Path) -> Executor:
     if args.executor == LOCAL:
         if given:
             raise InputError(f"{SLURM_FLAGS[next(iter(given))]} goes with --executor slurm")
-        return LocalExecutor(args.jobs)
+        return LocalExecutor(args.jobs, args.threads_per_job)
+    if args.threads_per_job is not None:
+        raise InputError("--threads-per-job goes with --executor local (a SLURM job's threads: --cpus-per-job)")
     return SlurmExecutor(args.jobs, folder, SlurmOptions(**given))
