@@ -97,5 +97,5 @@ def test_data_root_points_at_the_generated_dataset():
 
 
 def test_eval_uses_the_checkpoint_data_unless_a_dataset_is_chosen():
-    assert "data" not in compose_config("eval", "ckpt_path=x.ckpt")
+    assert dict(compose_config("eval", "ckpt_path=x.ckpt").data) == {"test_sets": []}  # no dataset: the checkpoint's
     assert compose_config("eval", "ckpt_path=x.ckpt", "data=synthetic_duke").data.name == "synthetic_duke"

@@ -1,1 +1,1 @@
-"""Re-ID data: the Market/Duke folder layout, the DataModule, samplers, a synthetic generator."""
+"""Data: readers per on-disk layout (Market-1501-style, MSMT17), the DataModules, cache, samplers, synthetic data."""
