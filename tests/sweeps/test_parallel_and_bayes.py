@@ -194,6 +194,8 @@ def test_a_killed_runners_trial_is_marked_failed_and_the_search_goes_on(tmp_path
     resumed = subprocess.run(command, cwd=PROJECT_ROOT, env=environment(0), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 1, resumed.stderr[-2000:]  # the killed run counts as failed
     assert "1 trials so far, 2 to run here" in resumed.stdout
+    # the progress counts the whole search, the killed runner's trial too
+    assert "| 1 done, 1 failed, 1 left" in resumed.stdout and "| 2 done, 1 failed, 0 left" in resumed.stdout
     state = json.loads((tmp_path / "out" / STATE_FILE).read_text())
     records = sorted(state["runs"].values(), key=lambda record: record["trial"])
     assert [record["status"] for record in records] == ["failed", "finished", "finished"]

@@ -137,6 +137,9 @@ def test_the_command_line_tool_reports_a_bad_sweep_file_in_one_line(tmp_path):
     assert result.stderr.startswith(f"error: {bad}: parameters.model.lfm.ratio is not a key")
 
 
+SPEED = ("train/epoch_seconds", "train/images_per_second")
+
+
 @pytest.mark.slow
 def test_two_runs_at_once_give_the_sequential_numbers(sweep, tmp_path):
     """With the threads per job of the sequential sweep (a CPU run's numbers depend on its thread count)."""
@@ -146,7 +149,11 @@ def test_two_runs_at_once_give_the_sequential_numbers(sweep, tmp_path):
         patch.setenv("WANDB_MODE", "offline")
         parallel = run_sweep(sweep_file, out_dir=tmp_path / "parallel", console=quiet_console(),
                              executor=LocalExecutor(2, threads=len(os.sched_getaffinity(0))))
-    with first.table_path.open() as handle, parallel.table_path.open() as other:
-        assert list(csv.DictReader(other)) == list(csv.DictReader(handle))
+    def numbers(table_path):
+        """The table without the training speed (which depends on what else runs meanwhile)."""
+        with table_path.open() as handle:
+            return [{key: value for key, value in row.items() if key not in SPEED} for row in csv.DictReader(handle)]
+
+    assert numbers(parallel.table_path) == numbers(first.table_path)
     records = [record for record in parallel.state["runs"].values()]
     assert records[0]["started"] < records[1]["ended"] and records[1]["started"] < records[0]["ended"]

@@ -37,6 +37,11 @@ class Progress:
             self.failed += 1
         return self.line()
 
+    def set_counts(self, done: int, failed: int, left: int, kind: str) -> str:
+        """Counts known better elsewhere (a search shared by several runners: its storage); the progress line."""
+        self.done, self.failed, self.left = done, failed, Counter({kind: left})
+        return self.line()
+
     def remaining_seconds(self) -> float | None:
         left = sum(self.left.values())
         if not left or not self.seconds:

@@ -128,7 +128,11 @@ class Search:
             record = {**record, "status": FAILED, "error": f"metrics.json has no number {spec.metric['name']}"}
         trial.set_user_attr("record", record)
         with self.lock:
-            progress = self.progress.add(RUN, value is not None, outcome.seconds)
+            self.progress.add(RUN, value is not None, outcome.seconds)
+            states = [other.state for other in self.study.get_trials(deepcopy=False) if other.number != trial.number]
+            done = states.count(TrialState.COMPLETE) + (value is not None)
+            failed = states.count(TrialState.FAIL) + (value is None)
+            progress = self.progress.set_counts(done, failed, max(0, self.sweep.size - done - failed), RUN)
             self.console.print(end_line(label, record, run_dir, metric_text(spec.metric, value), progress),
                                soft_wrap=True)
         if value is None:
