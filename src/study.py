@@ -39,6 +39,10 @@ def main() -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the steps under way were stopped; run the same command again to resume the study",
+              file=sys.stderr)
+        return 130
     if result.failed:
         print(f"{len(result.failed)} step(s) did not finish; see {result.out_dir / STATE_FILE}; "
               f"run the same command again to retry them", file=sys.stderr)

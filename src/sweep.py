@@ -55,6 +55,10 @@ def main() -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the steps under way were stopped; run the same command again to resume the sweep",
+              file=sys.stderr)
+        return 130
     if result.failed:
         print(f"{len(result.failed)} run(s) failed; see {result.out_dir / STATE_FILE}", file=sys.stderr)
         return 1

@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import submitit
 
 from helpers import PROJECT_ROOT, TINY_SCALE, entry_point
 from lfm.errors import InputError
@@ -169,3 +171,20 @@ def test_under_torchrun_exactly_one_process_writes_the_runs_books(tmp_path):
     assert "resumed" not in json.loads((run_dir / "run.json").read_text()), "a second rank wrote run.json again"
     assert 0.0 <= json.loads((run_dir / "metrics.json").read_text())["test/mAP"] <= 1.0
     assert result.stdout.count("Run directory:") == 1
+
+
+def test_an_interrupted_runner_cancels_its_slurm_jobs(tmp_path, monkeypatch):
+    # submitit waits up to 15 s for a result file that a cancelled job never writes (slow shared file systems)
+    monkeypatch.setattr(submitit.core.core.Job, "_results_timeout_s", 1)
+    executor = SlurmExecutor(1, tmp_path / "slurm", SlurmOptions(gpus_per_job=0, cpus_per_job=1, mem_gb=1),
+                             cluster="local")
+    records = []
+    waiting = threading.Thread(target=lambda: records.append(executor.run(step(tmp_path, 60), tmp_path / "step")))
+    waiting.start()
+    deadline = time.monotonic() + 30
+    while not executor.submitted and time.monotonic() < deadline:
+        time.sleep(0.1)
+    executor.cancel()
+    waiting.join(timeout=30)
+    assert not waiting.is_alive() and records[0]["returncode"] == -1
+    assert "did not complete" in (tmp_path / "step" / "stderr.log").read_text()

@@ -46,6 +46,9 @@ class Executor(Protocol):
 
     def run(self, command: list[str], run_dir: Path) -> dict: ...
 
+    def cancel(self) -> None:
+        """Stop the steps under way (the runner was interrupted)."""
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -108,6 +111,9 @@ class LocalExecutor:
         host = record.pop("host")
         return {**record, "where": {"executor": LOCAL, "host": host, **slot.where}}
 
+    def cancel(self) -> None:
+        """Nothing to do: Ctrl-C reaches the steps' processes too (one process group), and they stop."""
+
 
 @dataclass(frozen=True)
 class SlurmOptions:
@@ -133,6 +139,7 @@ class SlurmExecutor:
             raise InputError("--executor slurm needs SLURM's sbatch on PATH; run from the cluster's login node "
                              "(or use --executor local)")
         self.jobs = jobs
+        self.submitted: set[submitit.Job] = set()
         self.executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         self.executor.update_parameters(
             slurm_partition=options.partition, timeout_min=options.time_min, gpus_per_node=options.gpus_per_job,
@@ -141,6 +148,7 @@ class SlurmExecutor:
     def run(self, command: list[str], run_dir: Path) -> dict:
         started, start = timestamp(), time.perf_counter()
         job = self.executor.submit(run_process, command, run_dir, {})
+        self.submitted.add(job)
         where = {"executor": SLURM, "cluster": self.executor.cluster, "job_id": job.job_id}
         try:
             record = job.result()
@@ -152,5 +160,12 @@ class SlurmExecutor:
                 stderr.write(f"error: job {job.job_id} did not complete ({reason}); see {self.executor.folder}\n")
             record = {"returncode": -1, "started": started, "ended": timestamp(),
                       "seconds": round(time.perf_counter() - start, 1), "host": None}
+        finally:
+            self.submitted.discard(job)
         host = record.pop("host")
         return {**record, "where": {**where, "host": host}}
+
+    def cancel(self) -> None:
+        """Cancel the jobs still queued or running (scancel); each then ends as a failed step."""
+        for job in list(self.submitted):
+            job.cancel(check=False)

@@ -3,12 +3,23 @@
 The calling process alone writes the state file: the callbacks run in it, one at a time.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 from lfm.jobs.executors import Executor
 from lfm.jobs.progress import Progress
 from lfm.jobs.steps import Outcome, Task
+
+
+@contextmanager
+def cancelled_when_interrupted(executor: Executor) -> Iterator[None]:
+    """On Ctrl-C stop the steps under way, so that the runner does not wait for them to end on their own."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        executor.cancel()
+        raise
 
 
 def run_tasks(tasks: list[Task], executor: Executor, done: set[str], on_end: Callable[[Outcome, str], None],
@@ -19,7 +30,7 @@ def run_tasks(tasks: list[Task], executor: Executor, done: set[str], on_end: Cal
     finished, pending = set(done), list(tasks)
     progress = Progress([task.kind for task in tasks], executor.jobs)
     running: dict[Future, tuple[Task, list[str]]] = {}
-    with ThreadPoolExecutor(max_workers=executor.jobs) as pool:
+    with ThreadPoolExecutor(max_workers=executor.jobs) as pool, cancelled_when_interrupted(executor):
         while pending or running:
             scheduled = {task.key for task in pending} | {task.key for task, _ in running.values()}
             for task in list(pending):

@@ -22,6 +22,7 @@ from rich.markup import escape
 from lfm.errors import InputError
 from lfm.jobs.executors import Executor
 from lfm.jobs.progress import Progress, end_line
+from lfm.jobs.schedule import cancelled_when_interrupted
 from lfm.jobs.steps import FAILED, FINISHED, Outcome, Task
 from lfm.runs import write_json
 from lfm.sweeps.command import hydra_overrides, parameter_overrides
@@ -161,8 +162,9 @@ def run_search(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Execu
                   f"{len(study.trials)} trials so far, {max(left, 0)} to run here")
     if left > 0:
         # the callback stops this runner when the search (all its runners together) holds enough trials
-        study.optimize(search.objective, n_trials=left, n_jobs=executor.jobs, catch=(RunFailed,),
-                       callbacks=[optuna.study.MaxTrialsCallback(sweep.size, states=counted),
-                                  lambda study, trial: search.write_state()])
+        with cancelled_when_interrupted(executor):
+            study.optimize(search.objective, n_trials=left, n_jobs=executor.jobs, catch=(RunFailed,),
+                           callbacks=[optuna.study.MaxTrialsCallback(sweep.size, states=counted),
+                                      lambda study, trial: search.write_state()])
     search.write_state()
     return search.state
