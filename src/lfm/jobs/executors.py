@@ -7,7 +7,7 @@ import queue
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -55,7 +55,7 @@ class Slot:
     """One of the local executor's places to run a job: its environment and how the state file names it."""
 
     env: dict[str, str]
-    where: dict = field(default_factory=dict)
+    where: dict
 
 
 def visible_gpus() -> list[str]:
