@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TRAIN_ARGS ?=
 SWEEP_ARGS ?=
+STUDY_ARGS ?=
 STUDY ?= embedded
 
 .DEFAULT_GOAL := help
@@ -28,7 +29,7 @@ sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short r
 	$(PY) src/sweep.py conf/sweep/demo.yaml $(SWEEP_ARGS)
 
 study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 58 min on 2 CPU cores; STUDY=full: real data, GPU)
-	$(PY) src/study.py $(STUDY)
+	$(PY) src/study.py $(STUDY) $(STUDY_ARGS)
 
 test: $(INSTALLED) ## the test suite (fast tests; no network), then the notebooks
 	$(PY) -m pytest -m "not slow" -q
@@ -43,6 +44,7 @@ test-slow: $(INSTALLED) ## the slower end-to-end tests
 
 bench: $(INSTALLED) ## speed benchmarks (each prints a table)
 	$(PY) benchmarks/bench_evaluate_ranking.py
+	$(PY) benchmarks/bench_rerank.py
 	$(PY) benchmarks/bench_masking.py
 	$(PY) benchmarks/bench_training_loop.py
 	$(PY) benchmarks/bench_pipeline.py
