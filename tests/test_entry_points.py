@@ -220,17 +220,11 @@ def test_eval_reranks_and_writes_a_feature_file_that_python_m_lfm_metrics_reprod
         assert metrics[key] == pytest.approx(evaluated[f"test/{key}"], abs=1e-9), key
 
 
-@pytest.mark.parametrize(
-    ("override", "fragment"),
-    [("+model.backbone=resnet50", "model.backbone cannot change at evaluation"),
-     ("model.rerank_settings={k1: 0}", "model.rerank_settings: rerank k1 must be a positive int"),
-     ("data.test_sets=[no_such_data]", "data.test_sets names 'no_such_data', which is not a data config")],
-)
-def test_bad_evaluation_settings_give_one_line(trained_run, tmp_path, override, fragment):
+def test_a_model_key_eval_cannot_change_gives_one_line(trained_run, tmp_path):
     run_dir, _ = trained_run
     result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
-                             f"hydra.run.dir={tmp_path / 'eval'}", "logger.wandb.mode=disabled", override)
-    assert_one_line_error(result, fragment)
+                             f"hydra.run.dir={tmp_path / 'eval'}", "logger.wandb.mode=disabled", "+model.backbone=resnet50")
+    assert_one_line_error(result, "model.backbone cannot change at evaluation")
 
 
 @pytest.mark.slow

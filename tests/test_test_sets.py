@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from helpers import PROJECT_ROOT
 from lfm.errors import InputError
-from lfm.models.reid import ReIDModule
-from lfm.pipeline import run_extra_test_sets, resolve_test_sets
+from lfm.models.reid import ReIDModule, check_rerank_settings
+from lfm.pipeline import evaluation_overrides, resolve_test_sets, run_extra_test_sets
 
 OPTIMIZER = {"name": "sgd", "lr": 0.01}
 SCHEDULER = {"name": "constant"}
@@ -49,3 +49,21 @@ def test_a_model_is_tested_on_each_set_under_its_name(tiny_market, tiny_duke):
     assert duke_metrics["test/duke/num_valid_queries"] == results["duke"][0].test_set.num_query
     assert market_metrics["test/market/mAP"] != duke_metrics["test/duke/mAP"]
     assert model.test_prefix == "test"
+
+
+def test_eval_takes_only_evaluation_settings_of_a_reid_checkpoint():
+    cfg = OmegaConf.create({"model": {"rerank": True, "rerank_settings": None, "ap": "trapezoid"}})
+    assert evaluation_overrides(cfg, "reid") == {"rerank": True, "ap": "trapezoid"}
+    with pytest.raises(InputError, match="model.rerank is a re-ID evaluation setting"):
+        evaluation_overrides(cfg, "classification")
+    with pytest.raises(InputError, match="model.embedding_dim cannot change at evaluation"):
+        evaluation_overrides(OmegaConf.create({"model": {"embedding_dim": 64}}), "reid")
+
+
+def test_rerank_settings_are_checked_with_their_key():
+    assert check_rerank_settings(None) == {}
+    assert check_rerank_settings({"k1": 10}) == {"k1": 10}
+    with pytest.raises(InputError, match="model.rerank_settings: rerank k1 must be a positive int"):
+        check_rerank_settings({"k1": 0})
+    with pytest.raises(InputError, match="model.rerank_settings: .*unexpected keyword argument 'k3'"):
+        check_rerank_settings({"k3": 1})
