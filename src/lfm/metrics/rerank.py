@@ -261,9 +261,8 @@ class KReciprocalDistance:
     def rows(self, queries: torch.Tensor) -> torch.Tensor:
         """[len(queries), G] final distances of the given query indices."""
         queries = torch.as_tensor(queries, device=self.source.device).to(torch.int64)
-        jaccard = torch.cat([self._jaccard(part) for part in self._cost_chunks(queries)]) if queries.numel() else (
-            torch.empty(0, self.num_gallery, device=self.source.device)
-        )
+        parts = [self._jaccard(part) for part in self._cost_chunks(queries)]
+        jaccard = torch.cat(parts) if parts else torch.empty(0, self.num_gallery, device=self.source.device)
         original = self._normalised(self.source.query_gallery(queries).to(torch.float32), queries)
         lambda_value = self.settings.lambda_value
         return jaccard * (1 - lambda_value) + original * lambda_value
