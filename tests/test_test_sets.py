@@ -58,6 +58,10 @@ def test_eval_takes_only_evaluation_settings_of_a_reid_checkpoint():
         evaluation_overrides(cfg, "classification")
     with pytest.raises(InputError, match="model.embedding_dim cannot change at evaluation"):
         evaluation_overrides(OmegaConf.create({"model": {"embedding_dim": 64}}), "reid")
+    with pytest.raises(InputError, match="model.distance must be one of"):  # refused before any data work
+        evaluation_overrides(OmegaConf.create({"model": {"distance": "manhattan"}}), "reid")
+    with pytest.raises(InputError, match="model.rerank_settings: rerank lambda_value"):
+        evaluation_overrides(OmegaConf.create({"model": {"rerank_settings": {"lambda_value": 2}}}), "reid")
 
 
 def test_rerank_settings_are_checked_with_their_key():

@@ -18,7 +18,7 @@ from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
 from lfm.metrics.features_file import save_features
 from lfm.models.classification import ClassificationModule
-from lfm.models.reid import RANKING_KEYS, ReIDModule, build_optimizer
+from lfm.models.reid import RANKING_KEYS, ReIDModule, build_optimizer, check_evaluation_settings
 from lfm.randomness import RandomStateCallback
 from lfm.robustness import evaluate_robustness, parse_attack_settings
 from lfm.runs import (
@@ -331,6 +331,7 @@ def evaluation_overrides(cfg: DictConfig, task: str) -> dict:
                          f"the model keys src/eval.py takes are {', '.join(EVALUATION_KEYS)}")
     if given and task != "reid":
         raise InputError(f"model.{next(iter(given))} is a re-ID evaluation setting; the checkpoint holds a {task} model")
+    check_evaluation_settings(**given)
     return given
 
 

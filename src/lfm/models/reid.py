@@ -106,11 +106,7 @@ class ReIDModule(L.LightningModule):
             raise InputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         if triplet_weight < 0:
             raise InputError(f"model.triplet_weight must be >= 0, got {triplet_weight}")
-        if distance not in DISTANCES:
-            raise InputError(f"model.distance must be one of {DISTANCES}, got {distance!r}")
-        if ap not in AP_DEFINITIONS:
-            raise InputError(f"model.ap must be one of {AP_DEFINITIONS}, got {ap!r}")
-        rerank_settings = check_rerank_settings(rerank_settings)
+        rerank_settings = check_evaluation_settings(distance=distance, ap=ap, rerank_settings=rerank_settings)
         self.net = ReIDNet(
             backbone, num_classes, lfm, pretrained, last_stride, embedding_dim, dropout, dropout2d, dropblock
         )
@@ -202,6 +198,16 @@ def check_rerank_settings(settings: Mapping | None) -> dict:
     except (TypeError, ValueError) as error:
         raise InputError(f"model.rerank_settings: {error}; its keys are k1, k2, lambda_value") from None
     return settings
+
+
+def check_evaluation_settings(distance: str = "cosine", ap: str = "standard", rerank_settings: Mapping | None = None,
+                              **_) -> dict:
+    """Refuse a bad model.distance, model.ap or model.rerank_settings; the re-ranking's keyword arguments."""
+    if distance not in DISTANCES:
+        raise InputError(f"model.distance must be one of {DISTANCES}, got {distance!r}")
+    if ap not in AP_DEFINITIONS:
+        raise InputError(f"model.ap must be one of {AP_DEFINITIONS}, got {ap!r}")
+    return check_rerank_settings(rerank_settings)
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
