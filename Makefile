@@ -9,7 +9,7 @@ STUDY_ARGS ?=
 STUDY ?= embedded
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow bench gpu-check sweep study notebooks
+.PHONY: help install train test test-slow lint format bench gpu-check sweep study notebooks
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,13 +31,22 @@ sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short r
 study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 58 min on 2 CPU cores; STUDY=full: real data, GPU)
 	$(PY) src/study.py $(STUDY) $(STUDY_ARGS)
 
-test: $(INSTALLED) ## the test suite (fast tests; no network), then the notebooks
+test: $(INSTALLED) ## lint, the test suite (fast tests; no network), then the notebooks
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -m "not slow" -q
 	$(MAKE) --no-print-directory notebooks
 
 notebooks: $(INSTALLED) ## execute every notebook on the demo outputs (made once under outputs/notebook_demo/; 2 CPU cores: 1 min, about 2 min the first time)
-	$(PY) -m lfm.demo
+	$(PY) -m lfm.analysis.demo
 	$(PY) -m pytest --nbmake --nbmake-timeout=600 -q notebooks/
+
+lint: $(INSTALLED) ## ruff: lint and format check (the rules are in pyproject.toml)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(INSTALLED) ## ruff: fix what it can, then format
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 test-slow: $(INSTALLED) ## the slower end-to-end tests
 	$(PY) -m pytest -m slow -q

@@ -38,8 +38,10 @@ def main() -> None:
     args = parser.parse_args()
     try:
         import torchattacks
-    except ImportError:
-        raise SystemExit("torchattacks is not importable; see this script's docstring for how to put it beside the project")
+    except ImportError as error:
+        raise SystemExit(
+            "torchattacks is not importable; see this script's docstring for how to put it beside the project"
+        ) from error
     batch, steps, repeats = (32, 5, 2) if args.quick else (128, 10, 3)
     eps, alpha = 8 / 255, 2 / 255
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -55,12 +57,17 @@ def main() -> None:
 
     reference = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
     rows = []
-    for name, run in (("lfm.attacks.linf_pgd", ours), (f"torchattacks {torchattacks.__version__} PGD", lambda: reference(images, labels))):
+    for name, run in (
+        ("lfm.attacks.linf_pgd", ours),
+        (f"torchattacks {torchattacks.__version__} PGD", lambda: reference(images, labels)),
+    ):
         seconds, result = median_seconds(run, repeats)
         rows.append((name, seconds, batch / seconds, result))
     identical = torch.equal(rows[0][3], rows[1][3])
-    print(f"PGD, L-inf eps 8/255, {steps} steps of 2/255, no random start; ResNet-18 (CIFAR stem), "
-          f"batch {batch} x 3 x 32 x 32, {device}, {torch.get_num_threads()} threads, median of {repeats}")
+    print(
+        f"PGD, L-inf eps 8/255, {steps} steps of 2/255, no random start; ResNet-18 (CIFAR stem), "
+        f"batch {batch} x 3 x 32 x 32, {device}, {torch.get_num_threads()} threads, median of {repeats}"
+    )
     print(f"{'implementation':<28} {'seconds':>9} {'images/s':>9}")
     for name, seconds, throughput, _ in rows:
         print(f"{name:<28} {seconds:>9.3f} {throughput:>9.1f}")

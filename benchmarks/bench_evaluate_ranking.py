@@ -103,8 +103,14 @@ def msmt17_inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:
     features += NOISE * rng.standard_normal(features.shape, dtype=np.float32)
     features = torch.nn.functional.normalize(torch.from_numpy(features), dim=1)
     pids, camids = torch.from_numpy(pids), torch.from_numpy(camids)
-    return (features[:num_query], features[num_query:], pids[:num_query], pids[num_query:], camids[:num_query],
-            camids[num_query:])
+    return (
+        features[:num_query],
+        features[num_query:],
+        pids[:num_query],
+        pids[num_query:],
+        camids[:num_query],
+        camids[num_query:],
+    )
 
 
 def memory_gb(field: str) -> float:
@@ -126,8 +132,12 @@ def msmt17_child(path: str) -> dict:
     else:
         result = evaluate_features(query, gallery, q_pids, g_pids, q_camids, g_camids, distance="cosine")
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "gb_above_features": memory_gb("VmHWM") - with_features, "mAP": result["mAP"],
-            "mINP": result["mINP"]}
+    return {
+        "seconds": seconds,
+        "gb_above_features": memory_gb("VmHWM") - with_features,
+        "mAP": result["mAP"],
+        "mINP": result["mINP"],
+    }
 
 
 def msmt17_table() -> None:
@@ -143,11 +153,15 @@ def msmt17_table() -> None:
     print("| implementation | seconds | GB above the features | mAP | target <= 30 s, <= 4 GB |")
     print("|---|---|---|---|---|")
     for path, result in results.items():
-        met = (result["seconds"] <= MSMT17_TARGETS["seconds"]
-               and result["gb_above_features"] <= MSMT17_TARGETS["gb_above_features"])
+        met = (
+            result["seconds"] <= MSMT17_TARGETS["seconds"]
+            and result["gb_above_features"] <= MSMT17_TARGETS["gb_above_features"]
+        )
         target = ("met" if met else "NOT met") if path == "chunked" else "-"
-        print(f"| {names[path]} | {result['seconds']:.1f} | {result['gb_above_features']:.2f} | "
-              f"{result['mAP']:.4f} | {target} |")
+        print(
+            f"| {names[path]} | {result['seconds']:.1f} | {result['gb_above_features']:.2f} | "
+            f"{result['mAP']:.4f} | {target} |"
+        )
     if abs(results["dense"]["mAP"] - results["chunked"]["mAP"]) > 1e-6:
         raise SystemExit("evaluate_features disagrees with the dense evaluation at MSMT17 scale")
 
@@ -176,7 +190,7 @@ def main() -> None:
     for repeat in range(max(args.repeats, args.numpy_repeats)):
         if repeat < args.repeats:
             for threads in thread_settings:
-                times[threads].append(timed(lambda: evaluate_with_threads(torch_inputs, threads))[0])
+                times[threads].append(timed(lambda threads=threads: evaluate_with_threads(torch_inputs, threads))[0])
         if repeat < args.numpy_repeats:
             elapsed, (numpy_cmc, numpy_map) = timed(lambda: numpy_argsort_ranking(*inputs))
             numpy_times.append(elapsed)

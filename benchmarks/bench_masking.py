@@ -22,9 +22,7 @@ from torchvision.ops import DropBlock2d
 from lfm.masking import LocalFeatureMasking, local_feature_masking
 
 SHAPE = (32, 64, 128, 64)
-OFFICIAL = dict(
-    selection="batch", channel_sampling="with_replacement", region="band", fill="random"
-)
+OFFICIAL = dict(selection="batch", channel_sampling="with_replacement", region="band", fill="random")
 TARGET_FLOOR_RATIO = 3.0
 TARGET_LOOP_SPEEDUP = 50.0
 TARGET_STEP_OVERHEAD = 0.02
@@ -46,8 +44,8 @@ def authors_region(height: int, width: int) -> tuple[int, int, int, int]:
     while True:
         target = random.uniform(0.02, 0.4) * height * width
         ratio = random.uniform(0.3, 1 / 0.3)
-        h = int(round(math.sqrt(target * ratio)))
-        w = int(round(math.sqrt(target / ratio)))
+        h = round(math.sqrt(target * ratio))
+        w = round(math.sqrt(target / ratio))
         if w < width and h < height:
             return h, w, random.randint(0, height - h), random.randint(0, width - w)
 
@@ -66,9 +64,7 @@ def authors_masking(x: Tensor) -> Tensor:
     return x
 
 
-def forward_backward(
-    op: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor
-) -> Callable[[], object]:
+def forward_backward(op: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> Callable[[], object]:
     return lambda: torch.autograd.grad(op(x), x, grad)
 
 
@@ -92,15 +88,10 @@ def op_rows(warmup: int, repeats: int, loop_repeats: int) -> list[tuple[str, flo
         ("nn.Dropout2d(0.5)", dropout, (warmup, repeats)),
         ("torchvision DropBlock2d(0.5, 7)", dropblock, (warmup, repeats)),
     ]
-    return [
-        (name, median_ms(forward_backward(op, x, grad), *runs), runs[1])
-        for name, op, runs in ops
-    ]
+    return [(name, median_ms(forward_backward(op, x, grad), *runs), runs[1]) for name, op, runs in ops]
 
 
-def training_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor
-) -> None:
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(model(images), labels).backward()
     optimizer.step()
@@ -115,10 +106,7 @@ def resnet_step_ms(warmup: int, repeats: int) -> tuple[list[float], list[float],
     images = torch.randn(16, 3, 256, 128)
     labels = torch.randint(1000, (16,))
     models = {"plain": plain, "masked": masked}
-    optimizers = {
-        name: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        for name, model in models.items()
-    }
+    optimizers = {name: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) for name, model in models.items()}
     times = {name: [] for name in models}
     for run in range(warmup + repeats):
         for name, model in models.items():  # interleaved: load from elsewhere hits both alike
@@ -129,7 +117,8 @@ def resnet_step_ms(warmup: int, repeats: int) -> tuple[list[float], list[float],
     conv1_out = torch.randn(16, 64, 128, 64, requires_grad=True)
     lfm_alone = median_ms(
         forward_backward(LocalFeatureMasking().train(), conv1_out, torch.randn_like(conv1_out)),
-        warmup=1, repeats=4 * repeats,
+        warmup=1,
+        repeats=4 * repeats,
     )
     return times["plain"], times["masked"], lfm_alone
 
@@ -168,16 +157,24 @@ def main() -> None:
     print(f"{'LFM fwd+bwd alone at [16, 64, 128, 64]':<38}{lfm_ms:>11.1f}{share:>+9.1%}")
 
     print("\ntargets")
-    print(f"  paper defaults within {TARGET_FLOOR_RATIO:g}x of the floor: "
-          f"{paper / floor:.2f}x  {verdict(paper / floor <= TARGET_FLOOR_RATIO)}")
-    print(f"  official settings within {TARGET_FLOOR_RATIO:g}x of the floor: "
-          f"{official / floor:.2f}x  {verdict(official / floor <= TARGET_FLOOR_RATIO)}")
-    print(f"  at least {TARGET_LOOP_SPEEDUP:g}x faster than the authors' loop: "
-          f"paper {loop / paper:.0f}x {verdict(loop / paper >= TARGET_LOOP_SPEEDUP)}, "
-          f"official {loop / official:.0f}x {verdict(loop / official >= TARGET_LOOP_SPEEDUP)}")
-    print(f"  at most {TARGET_STEP_OVERHEAD:.0%} added to the ResNet-50 step: measured "
-          f"{overhead:+.1%} {verdict(overhead <= TARGET_STEP_OVERHEAD)} (spread {spread:.1%}), "
-          f"LFM's own time {share:.1%} of the step {verdict(share <= TARGET_STEP_OVERHEAD)}")
+    print(
+        f"  paper defaults within {TARGET_FLOOR_RATIO:g}x of the floor: "
+        f"{paper / floor:.2f}x  {verdict(paper / floor <= TARGET_FLOOR_RATIO)}"
+    )
+    print(
+        f"  official settings within {TARGET_FLOOR_RATIO:g}x of the floor: "
+        f"{official / floor:.2f}x  {verdict(official / floor <= TARGET_FLOOR_RATIO)}"
+    )
+    print(
+        f"  at least {TARGET_LOOP_SPEEDUP:g}x faster than the authors' loop: "
+        f"paper {loop / paper:.0f}x {verdict(loop / paper >= TARGET_LOOP_SPEEDUP)}, "
+        f"official {loop / official:.0f}x {verdict(loop / official >= TARGET_LOOP_SPEEDUP)}"
+    )
+    print(
+        f"  at most {TARGET_STEP_OVERHEAD:.0%} added to the ResNet-50 step: measured "
+        f"{overhead:+.1%} {verdict(overhead <= TARGET_STEP_OVERHEAD)} (spread {spread:.1%}), "
+        f"LFM's own time {share:.1%} of the step {verdict(share <= TARGET_STEP_OVERHEAD)}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ loader processes). One table, all rows measured in one run.
 
 1. Training speed of the real `src/train.py` (experiment=lfm_resnet18_synthetic: ResNet-18 +
    LFM, batch 32) at 64 x 32 and 96 x 48, each pipeline, as `train/images_per_second` of one
-   epoch (lfm.callbacks.TrainingSpeedMonitor: loading, augmentation, steps, logging, progress
+   epoch (lfm.runs.callbacks.TrainingSpeedMonitor: loading, augmentation, steps, logging, progress
    bar; not validation), against the compute floor: the same network's forward, backward and
    optimizer step in a plain PyTorch loop on batches already in memory. Target: tensor >= 0.90.
 2. The loader alone at 256 x 128 on the Market-1501-scale synthetic preset (12,936 training
@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 import torch
+from bench_training_loop import WARMUP_STEPS, LoopSetup, plain_images_per_second
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench_training_loop import WARMUP_STEPS, LoopSetup, plain_images_per_second
 from lfm.data.datamodule import ReIDDataModule
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -46,15 +46,21 @@ LOADER_SECONDS = 3.0
 TRAINING_TARGET, GPU_TRAINING_TARGET, LOADER_TARGET, GPU_PROJECTION_TARGET_MIN = 0.90, 0.95, 20.0, 5.0
 CPU_RUN = ("experiment=lfm_resnet18_synthetic",)
 GPU_RUN = (
-    "experiment=lfm_resnet50", "data=synthetic_market1501", "model.pretrained=false",
-    "trainer.precision=bf16-mixed", "model.channels_last=true", "data.batch_size=64",
+    "experiment=lfm_resnet50",
+    "data=synthetic_market1501",
+    "model.pretrained=false",
+    "trainer.precision=bf16-mixed",
+    "model.channels_last=true",
+    "data.batch_size=64",
 )
 
 
 def composed(overrides: tuple[str, ...]):
     """The resolved config src/train.py runs with these overrides."""
     with initialize_config_dir(str(PROJECT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"paths.root_dir={PROJECT}", f"paths.output_dir={PROJECT}/outputs"])
+        cfg = compose(
+            "train", overrides=[*overrides, f"paths.root_dir={PROJECT}", f"paths.output_dir={PROJECT}/outputs"]
+        )
     return cfg
 
 
@@ -72,10 +78,16 @@ def train_py_speed(overrides: tuple[str, ...]) -> tuple[float, float]:
     """(images/s, training seconds) of one epoch of the real src/train.py."""
     with tempfile.TemporaryDirectory() as run_dir:
         command = [
-            sys.executable, str(PROJECT / "src" / "train.py"), *overrides, "trainer.max_epochs=1", "test=false",
+            sys.executable,
+            str(PROJECT / "src" / "train.py"),
+            *overrides,
+            "trainer.max_epochs=1",
+            "test=false",
             f"hydra.run.dir={run_dir}",
         ]
-        result = subprocess.run(command, cwd=PROJECT, env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True)
+        result = subprocess.run(
+            command, cwd=PROJECT, env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise SystemExit(f"src/train.py {' '.join(overrides)} failed:\n{result.stderr[-3000:]}")
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
@@ -91,8 +103,10 @@ def floor_images_per_second(overrides: tuple[str, ...], num_classes: int, device
     setup = LoopSetup(model, num_classes, batch_size, FLOOR_STEPS, device, cfg.trainer.precision)
     generator = torch.Generator().manual_seed(0)
     batches = [
-        {"image": torch.rand(batch_size, 3, height, width, generator=generator).to(device),
-         "label": torch.randint(num_classes, (batch_size,), generator=generator).to(device)}
+        {
+            "image": torch.rand(batch_size, 3, height, width, generator=generator).to(device),
+            "label": torch.randint(num_classes, (batch_size,), generator=generator).to(device),
+        }
         for _ in range(4)
     ]
     return plain_images_per_second(setup, itertools.islice(itertools.cycle(batches), FLOOR_STEPS))
@@ -126,13 +140,29 @@ def training_rows(repeats: int) -> list[tuple]:
             for pipeline in ("tensor", "pil"):
                 runs[pipeline].append(train_py_speed((*overrides, f"data.pipeline={pipeline}"))[0])
         floor = statistics.median(runs["floor"])
-        rows.append((f"ResNet-18 + LFM {height}x{width}, batch 32", "compute floor (plain loop, batches in memory)",
-                     floor, runs["floor"], 1.0, ""))
+        rows.append(
+            (
+                f"ResNet-18 + LFM {height}x{width}, batch 32",
+                "compute floor (plain loop, batches in memory)",
+                floor,
+                runs["floor"],
+                1.0,
+                "",
+            )
+        )
         for pipeline in ("tensor", "pil"):
             rate = statistics.median(runs[pipeline])
             verdict = ("met" if rate / floor >= TRAINING_TARGET else "MISSED") if pipeline == "tensor" else ""
-            rows.append(("", f"src/train.py, data.pipeline={pipeline}", rate, runs[pipeline], rate / floor,
-                         f">= {TRAINING_TARGET:.2f}: {verdict}" if verdict else ""))
+            rows.append(
+                (
+                    "",
+                    f"src/train.py, data.pipeline={pipeline}",
+                    rate,
+                    runs[pipeline],
+                    rate / floor,
+                    f">= {TRAINING_TARGET:.2f}: {verdict}" if verdict else "",
+                )
+            )
     return rows
 
 
@@ -157,9 +187,19 @@ def loader_rows(repeats: int) -> list[tuple]:
     rows = []
     for name in ("pil", "tensor", "uint8"):
         rate = statistics.median(runs[name])
-        target = "" if name == "pil" else f">= {LOADER_TARGET:.0f}x: {'met' if rate / base >= LOADER_TARGET else 'MISSED'}"
-        rows.append(("loader alone, 256x128, batch 32" if name == "pil" else "", described[name], rate, runs[name],
-                     rate / base, target))
+        target = (
+            "" if name == "pil" else f">= {LOADER_TARGET:.0f}x: {'met' if rate / base >= LOADER_TARGET else 'MISSED'}"
+        )
+        rows.append(
+            (
+                "loader alone, 256x128, batch 32" if name == "pil" else "",
+                described[name],
+                rate,
+                runs[name],
+                rate / base,
+                target,
+            )
+        )
     return rows
 
 
@@ -174,10 +214,22 @@ def gpu_rows(repeats: int) -> list[tuple]:
     name = f"ResNet-50 + LFM 256x128 bf16 + channels_last, batch 64, {torch.cuda.get_device_name()}"
     return [
         (name, "compute floor (plain loop, batches on the GPU)", floor, floor_runs, 1.0, ""),
-        ("", "src/train.py experiment=lfm_resnet50, tensor", rate, [speed for speed, _ in speeds], rate / floor,
-         f">= {GPU_TRAINING_TARGET:.2f}: {'met' if rate / floor >= GPU_TRAINING_TARGET else 'MISSED'}"),
-        ("", f"one epoch: {epoch:.1f} s; {EPOCHS} epochs: {projection:.1f} min", 0.0, [], 0.0,
-         f"<= {GPU_PROJECTION_TARGET_MIN:.0f} min: {'met' if projection <= GPU_PROJECTION_TARGET_MIN else 'MISSED'}"),
+        (
+            "",
+            "src/train.py experiment=lfm_resnet50, tensor",
+            rate,
+            [speed for speed, _ in speeds],
+            rate / floor,
+            f">= {GPU_TRAINING_TARGET:.2f}: {'met' if rate / floor >= GPU_TRAINING_TARGET else 'MISSED'}",
+        ),
+        (
+            "",
+            f"one epoch: {epoch:.1f} s; {EPOCHS} epochs: {projection:.1f} min",
+            0.0,
+            [],
+            0.0,
+            f"<= {GPU_PROJECTION_TARGET_MIN:.0f} min: {'met' if projection <= GPU_PROJECTION_TARGET_MIN else 'MISSED'}",
+        ),
     ]
 
 
@@ -189,15 +241,19 @@ def main() -> None:
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device here")
     rows = training_rows(args.repeats) + loader_rows(args.repeats) + (gpu_rows(args.repeats) if args.gpu else [])
-    print(f"\ntorch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads; "
-          f"medians of {args.repeats} interleaved runs")
+    print(
+        f"\ntorch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads; "
+        f"medians of {args.repeats} interleaved runs"
+    )
     print("| setting | path | images/s | runs | ratio | target |")
     print("|---|---|---|---|---|---|")
     for setting, path, rate, runs, ratio, target in rows:
         if not runs:
             print(f"| {setting} | {path} | | | | {target} |")
             continue
-        print(f"| {setting} | {path} | {rate:.0f} | {', '.join(f'{run:.0f}' for run in runs)} | {ratio:.2f} | {target} |")
+        print(
+            f"| {setting} | {path} | {rate:.0f} | {', '.join(f'{run:.0f}' for run in runs)} | {ratio:.2f} | {target} |"
+        )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,14 @@ def run_case(case: str, output: Path) -> dict:
     else:
         start = time.perf_counter()
         metrics = evaluate_features(
-            query, gallery, pids[:num_query], pids[num_query:], camids[:num_query], camids[num_query:],
-            distance="euclidean", rerank={},
+            query,
+            gallery,
+            pids[:num_query],
+            pids[num_query:],
+            camids[:num_query],
+            camids[num_query:],
+            distance="euclidean",
+            rerank={},
         )
         result["seconds"] = time.perf_counter() - start
         result["mAP"] = metrics["mAP"]
@@ -111,8 +117,12 @@ def main() -> None:
         print(json.dumps(run_case(args.child, Path(args.output))))
         return
 
-    cases = [*([] if args.skip_reference else ["reference"]), "ours, distances", "ours, features",
-             *([] if args.skip_msmt else ["msmt17"])]
+    cases = [
+        *([] if args.skip_reference else ["reference"]),
+        "ours, distances",
+        "ours, features",
+        *([] if args.skip_msmt else ["msmt17"]),
+    ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; each row in its own process")
     with tempfile.TemporaryDirectory() as folder:
         outputs = {case: Path(folder) / f"{index}.npy" for index, case in enumerate(cases)}
@@ -122,19 +132,29 @@ def main() -> None:
             reference = np.load(outputs["reference"])
             for case in ("ours, distances", "ours, features"):
                 lines.append(f"{case} vs reference: {agreement(reference, np.load(outputs[case]))}")
-            lines.append("evaluated on the reference's output: "
-                         f"mAP {ranking_map(reference):.4f}; on ours (distances): {ranking_map(np.load(outputs['ours, distances'])):.4f}")
+            lines.append(
+                "evaluated on the reference's output: "
+                f"mAP {ranking_map(reference):.4f}; on ours (distances): {ranking_map(np.load(outputs['ours, distances'])):.4f}"
+            )
     print()
     print("| scale | implementation | seconds | peak memory (GB) | target |")
     print("|---|---|---|---|---|")
     for case, result in results.items():
         scale = "MSMT17 (11,659 x 82,161)" if case == "msmt17" else "Market-1501 (3,368 x 15,913)"
-        name = {"reference": "reference (dense NumPy)", "msmt17": "ours, features, ranked chunk by chunk"}.get(case, case)
+        name = {"reference": "reference (dense NumPy)", "msmt17": "ours, features, ranked chunk by chunk"}.get(
+            case, case
+        )
         seconds_target, memory_target = TARGETS.get(case, (None, None))
         met = (seconds_target is None or result["seconds"] <= seconds_target) and (
-            memory_target is None or result["peak_gb"] <= memory_target)
-        target = "" if memory_target is None else (
-            f"{'<= ' + str(seconds_target) + ' s, ' if seconds_target else ''}<= {memory_target} GB: {'met' if met else 'NOT met'}")
+            memory_target is None or result["peak_gb"] <= memory_target
+        )
+        target = (
+            ""
+            if memory_target is None
+            else (
+                f"{'<= ' + str(seconds_target) + ' s, ' if seconds_target else ''}<= {memory_target} GB: {'met' if met else 'NOT met'}"
+            )
+        )
         print(f"| {scale} | {name} | {result['seconds']:.1f} | {result['peak_gb']:.2f} | {target} |")
     print()
     for line in lines:

@@ -24,18 +24,20 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from lfm.callbacks import MaskedFractionMonitor
 from lfm.data.datamodule import ReIDDataModule
 from lfm.models.reid import ReIDModule, build_optimizer
-from lfm.randomness import RandomStateCallback
+from lfm.runs.callbacks import MaskedFractionMonitor
+from lfm.runs.randomness import RandomStateCallback
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "synthetic" / "market_style_seed0"
 WARMUP_STEPS = 5
 TARGET = 0.95
 PRECISIONS = ("32-true", "bf16-mixed")  # no loss scaling in the plain loop, so no 16-mixed
 MODEL = dict(
-    backbone="resnet18", lfm={"after": "conv1", "p": 0.5, "mask_ratio": 0.5, "fill": "random"},
-    optimizer={"name": "sgd", "lr": 0.05}, scheduler={"name": "constant"},
+    backbone="resnet18",
+    lfm={"after": "conv1", "p": 0.5, "mask_ratio": 0.5, "fill": "random"},
+    optimizer={"name": "sgd", "lr": 0.05},
+    scheduler={"name": "constant"},
 )
 
 
@@ -69,7 +71,11 @@ def synchronize(device: str) -> None:
 
 def datamodule() -> ReIDDataModule:
     data = ReIDDataModule(
-        str(ROOT), image_size=(96, 48), batch_size=32, num_workers=2, pad=5,
+        str(ROOT),
+        image_size=(96, 48),
+        batch_size=32,
+        num_workers=2,
+        pad=5,
         synthetic={"preset": "market_style", "seed": 0},
     )
     data.prepare_data()
@@ -99,10 +105,18 @@ def lightning_images_per_second(setup: LoopSetup, batches: DataLoader) -> float:
     clock = StepClock(setup)
     with tempfile.TemporaryDirectory() as logs:
         trainer = L.Trainer(
-            max_epochs=1, limit_train_batches=setup.steps, limit_val_batches=0, num_sanity_val_steps=0,
-            logger=CSVLogger(logs), enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, accelerator="gpu" if setup.device == "cuda" else "cpu", devices=1,
-            precision=setup.precision, log_every_n_steps=10,
+            max_epochs=1,
+            limit_train_batches=setup.steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=CSVLogger(logs),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="gpu" if setup.device == "cuda" else "cpu",
+            devices=1,
+            precision=setup.precision,
+            log_every_n_steps=10,
             callbacks=[clock, MaskedFractionMonitor(), RandomStateCallback(0), LearningRateMonitor()],
         )
         trainer.fit(model, train_dataloaders=batches)
@@ -145,7 +159,9 @@ def compare_loops(setup: LoopSetup, batches: DataLoader, repeats: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help=f"training steps per run (first {WARMUP_STEPS} not timed)")
+    parser.add_argument(
+        "--steps", type=int, default=30, help=f"training steps per run (first {WARMUP_STEPS} not timed)"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="runs of each loop, alternating")
     args = parser.parse_args()
     data = datamodule()
@@ -153,11 +169,15 @@ def main() -> None:
     results = compare_loops(setup, data.train_dataloader(), args.repeats)
     plain = statistics.median(results["plain"])
     lightning = statistics.median(results["lightning"])
-    print(f"\ntorch {torch.__version__}, CPU, {torch.get_num_threads()} threads; {args.steps} steps x {args.repeats} runs each")
-    print(f"| loop | images/s (median) | runs | ratio to plain |")
-    print(f"|---|---|---|---|")
+    print(
+        f"\ntorch {torch.__version__}, CPU, {torch.get_num_threads()} threads; {args.steps} steps x {args.repeats} runs each"
+    )
+    print("| loop | images/s (median) | runs | ratio to plain |")
+    print("|---|---|---|---|")
     print(f"| plain PyTorch | {plain:.1f} | {', '.join(f'{v:.1f}' for v in results['plain'])} | 1.00 |")
-    print(f"| lfm Lightning | {lightning:.1f} | {', '.join(f'{v:.1f}' for v in results['lightning'])} | {lightning / plain:.2f} |")
+    print(
+        f"| lfm Lightning | {lightning:.1f} | {', '.join(f'{v:.1f}' for v in results['lightning'])} | {lightning / plain:.2f} |"
+    )
     verdict = "met" if lightning / plain >= TARGET else "MISSED"
     print(f"target: Lightning >= {TARGET:.2f} of plain -> {lightning / plain:.2f} {verdict}")
 

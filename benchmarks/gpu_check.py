@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 import torch._dynamo
+from bench_training_loop import TARGET, LoopSetup, compare_loops
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from bench_training_loop import TARGET, LoopSetup, compare_loops
 from lfm.masking import LocalFeatureMasking
 from lfm.models.reid import ReIDModule
 
@@ -117,24 +117,34 @@ def check_masking_op(device: str, sizes: Sizes) -> list[dict]:
                     if not ((x.grad == 0) | (x.grad == 1)).all() or abs(zeros - fractions[-1]) > 1e-6:
                         problems.append("gradient not 0 where masked and 1 elsewhere")
             except RuntimeError as error:  # among them the sync debug mode's error
-                rows.append({**row, "masked / expected": "-", "host syncs": "-", "problems": first_line(error),
-                             "result": FAIL})
+                rows.append(
+                    {**row, "masked / expected": "-", "host syncs": "-", "problems": first_line(error), "result": FAIL}
+                )
                 continue
             ratio = statistics.mean(fractions) / module.expected_fraction
             if abs(ratio - 1) > MASKED_FRACTION_TOLERANCE:
                 problems.append(f"masked fraction {ratio:.3f} x expected")
-            rows.append({
-                **row, "masked / expected": round(ratio, 3), "host syncs": syncs,
-                "problems": ", ".join(sorted(set(problems))) or "-", "result": FAIL if problems else PASS,
-            })
+            rows.append(
+                {
+                    **row,
+                    "masked / expected": round(ratio, 3),
+                    "host syncs": syncs,
+                    "problems": ", ".join(sorted(set(problems))) or "-",
+                    "result": FAIL if problems else PASS,
+                }
+            )
     return rows
 
 
 def model_settings(sizes: Sizes, channels_last: bool = False, compile: bool = False) -> dict:
     """ReIDModule settings of the checked model: a re-ID ResNet with the LFM paper preset, from scratch."""
     return dict(
-        backbone=sizes.backbone, lfm=PAPER_LFM, optimizer={"name": "sgd", "lr": 0.05},
-        scheduler={"name": "constant"}, channels_last=channels_last, compile=compile,
+        backbone=sizes.backbone,
+        lfm=PAPER_LFM,
+        optimizer={"name": "sgd", "lr": 0.05},
+        scheduler={"name": "constant"},
+        channels_last=channels_last,
+        compile=compile,
     )
 
 
@@ -150,10 +160,15 @@ def check_graph_breaks(device: str, sizes: Sizes) -> list[dict]:
             explanation = torch._dynamo.explain(net)(images)
         reasons = "; ".join(str(reason.reason).splitlines()[0] for reason in explanation.break_reasons) or "-"
         passed = explanation.graph_count == 1 and explanation.graph_break_count == 0
-        rows.append({
-            "setting": name, "graphs": explanation.graph_count, "graph breaks": explanation.graph_break_count,
-            "break reasons": reasons, "result": PASS if passed else FAIL,
-        })
+        rows.append(
+            {
+                "setting": name,
+                "graphs": explanation.graph_count,
+                "graph breaks": explanation.graph_break_count,
+                "break reasons": reasons,
+                "result": PASS if passed else FAIL,
+            }
+        )
     torch._dynamo.reset()
     return rows
 
@@ -161,8 +176,10 @@ def check_graph_breaks(device: str, sizes: Sizes) -> list[dict]:
 def random_batches(device: str, sizes: Sizes) -> DataLoader:
     """`steps` ready-made batches (4 random ones in turn) already on the device."""
     distinct = [
-        {"image": torch.rand(sizes.batch_size, 3, *sizes.image_size, device=device),
-         "label": torch.randint(sizes.num_classes, (sizes.batch_size,), device=device)}
+        {
+            "image": torch.rand(sizes.batch_size, 3, *sizes.image_size, device=device),
+            "label": torch.randint(sizes.num_classes, (sizes.batch_size,), device=device),
+        }
         for _ in range(4)
     ]
     return DataLoader([distinct[step % len(distinct)] for step in range(sizes.steps)], batch_size=None)
@@ -181,15 +198,29 @@ def check_throughput(device: str, sizes: Sizes, quick: bool, skip_compile: bool)
         try:
             results = compare_loops(setup, batches, sizes.repeats)
         except Exception as error:  # a failed configuration (e.g. a compile error) is a row, not a crash
-            rows.append({"config": name, "plain img/s": "-", "lightning img/s": "-", "ratio": "-",
-                         "error": first_line(error), "result": FAIL})
+            rows.append(
+                {
+                    "config": name,
+                    "plain img/s": "-",
+                    "lightning img/s": "-",
+                    "ratio": "-",
+                    "error": first_line(error),
+                    "result": FAIL,
+                }
+            )
             continue
         plain, lightning = statistics.median(results["plain"]), statistics.median(results["lightning"])
         ratio = lightning / plain
-        rows.append({
-            "config": name, "plain img/s": round(plain, 1), "lightning img/s": round(lightning, 1),
-            "ratio": round(ratio, 3), "error": "-", "result": INFO if quick else PASS if ratio >= TARGET else FAIL,
-        })
+        rows.append(
+            {
+                "config": name,
+                "plain img/s": round(plain, 1),
+                "lightning img/s": round(lightning, 1),
+                "ratio": round(ratio, 3),
+                "error": "-",
+                "result": INFO if quick else PASS if ratio >= TARGET else FAIL,
+            }
+        )
     return rows
 
 
@@ -211,8 +242,9 @@ def parts(device: str, quick: bool, skip_compile: bool) -> dict[str, Callable[[]
         "LFM op": lambda: check_masking_op(device, sizes),
         "torch.compile graph breaks": lambda: check_graph_breaks(device, sizes),
         f"training throughput, images/s ({sizes.backbone}, {sizes.image_size[0]}x{sizes.image_size[1]}, "
-        f"batch {sizes.batch_size}, {sizes.steps} steps x {sizes.repeats} runs, median; target ratio >= {TARGET})":
-            lambda: check_throughput(device, sizes, quick, skip_compile),
+        f"batch {sizes.batch_size}, {sizes.steps} steps x {sizes.repeats} runs, median; target ratio >= {TARGET})": lambda: (
+            check_throughput(device, sizes, quick, skip_compile)
+        ),
     }
 
 
@@ -230,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the tables to this JSON file")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but torch sees no CUDA GPU; run on a GPU machine or pass --device cpu --quick",
-              file=sys.stderr)
+        print(
+            "error: --device cuda but torch sees no CUDA GPU; run on a GPU machine or pass --device cpu --quick",
+            file=sys.stderr,
+        )
         return 2
     print(f"torch {torch.__version__} on {describe(args.device)}")
     report = {}
@@ -240,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {title}\n{markdown_table(report[title])}", flush=True)
         if args.json:  # after each part, so a run cut short still leaves what it measured
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"device": describe(args.device), "torch": torch.__version__, **report}, indent=2))
+            args.json.write_text(
+                json.dumps({"device": describe(args.device), "torch": torch.__version__, **report}, indent=2)
+            )
     failures = count_failures(report)
     print(f"\n{failures} check(s) FAILED" if failures else "\nall checks passed")
     return 1 if failures else 0

@@ -42,7 +42,6 @@ def reference_rerank(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3
             expanded[item] = np.mean(encoding[order[item, :k2]], axis=0)
         encoding = expanded
         del expanded
-    del order
     holders = [np.where(encoding[:, column] != 0)[0] for column in range(num_items)]
     jaccard = np.zeros_like(dist)
     for query in range(num_query):

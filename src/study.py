@@ -10,17 +10,24 @@ from pathlib import Path
 
 from lfm.errors import InputError
 from lfm.jobs.options import add_executor_arguments, executor_from_arguments
-from lfm.study.runner import STATE_FILE, load_state, run_study
 from lfm.study.report import write_report
+from lfm.study.runner import STATE_FILE, load_state, run_study
 from lfm.study.spec import load_study, study_steps
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("study", nargs="?", default="embedded",
-                        help="a study name (conf/study/<name>.yaml) or a study file (default: embedded)")
-    parser.add_argument("--out", type=Path, help="output directory (default: outputs/study/<name>); "
-                        "the same directory again resumes the study")
+    parser.add_argument(
+        "study",
+        nargs="?",
+        default="embedded",
+        help="a study name (conf/study/<name>.yaml) or a study file (default: embedded)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default: outputs/study/<name>); the same directory again resumes the study",
+    )
     parser.add_argument("--dry-run", action="store_true", help="check the study file and list its steps")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished steps")
     add_executor_arguments(parser)
@@ -40,12 +47,17 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the steps under way were stopped; run the same command again to resume the study",
-              file=sys.stderr)
+        print(
+            "interrupted: the steps under way were stopped; run the same command again to resume the study",
+            file=sys.stderr,
+        )
         return 130
     if result.failed:
-        print(f"{len(result.failed)} step(s) did not finish; see {result.out_dir / STATE_FILE}; "
-              f"run the same command again to retry them", file=sys.stderr)
+        print(
+            f"{len(result.failed)} step(s) did not finish; see {result.out_dir / STATE_FILE}; "
+            f"run the same command again to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from lfm.cli import run_task
-from lfm.pipeline import train
+from lfm.runs.cli import run_task
+from lfm.runs.pipeline import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

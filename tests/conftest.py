@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-
 from helpers import TINY_SCALE
+
 from lfm.data.synthetic import SYNTHETIC_PRESETS, generate_synthetic_reid
 
 

@@ -58,7 +58,9 @@ def test_comparisons_differ_from_their_lfm_experiment_only_in_the_regularizer(ex
     lfm = resolved(compose_config("train", f"experiment=lfm_resnet{setup}"))
     regularizers = {key: comparison["model"][key] for key in ("lfm", "dropout2d", "dropblock")}
     regularizers.update({key: comparison["data"][key] for key in ("random_erasing", "cutout")})
-    assert [key for key, value in regularizers.items() if value is not None] == ([] if method == "baseline" else [method])
+    assert [key for key, value in regularizers.items() if value is not None] == (
+        [] if method == "baseline" else [method]
+    )
     assert without_regularizers(comparison) == without_regularizers(lfm)
 
 
@@ -69,14 +71,28 @@ def test_paper_experiment_is_the_papers_setup():
     assert model["lfm"]["after"] == "conv1"
     assert config["data"]["name"] == "market1501" and config["data"]["image_size"] == [256, 128]
     assert config["data"]["batch_size"] == 32 and config["trainer"]["max_epochs"] == 60
-    assert model["optimizer"] == {**model["optimizer"], "name": "sgd", "lr": 0.05, "nesterov": True, "backbone_lr_mult": 0.1}
+    assert model["optimizer"] == {
+        **model["optimizer"],
+        "name": "sgd",
+        "lr": 0.05,
+        "nesterov": True,
+        "backbone_lr_mult": 0.1,
+    }
     assert model["scheduler"]["milestones"] == [40]
 
 
 def test_official_preset_reproduces_the_released_code():
     lfm = resolved(compose_config("train", "lfm=official"))["model"]["lfm"]
-    assert lfm == {**lfm, "after": "conv1", "p": 0.15, "selection": "batch", "channel_sampling": "with_replacement",
-                   "region": "band", "fill": "random", "mask_ratio": 0.5}
+    assert lfm == {
+        **lfm,
+        "after": "conv1",
+        "p": 0.15,
+        "selection": "batch",
+        "channel_sampling": "with_replacement",
+        "region": "band",
+        "fill": "random",
+        "mask_ratio": 0.5,
+    }
 
 
 def test_lfm_presets_set_every_masking_argument():
@@ -86,7 +102,9 @@ def test_lfm_presets_set_every_masking_argument():
 
 
 def test_lfm_knobs_from_the_command_line():
-    lfm = resolved(compose_config("train", "model.lfm.after=[conv1,layer2.1]", "model.lfm.mask_ratio=0.25"))["model"]["lfm"]
+    lfm = resolved(compose_config("train", "model.lfm.after=[conv1,layer2.1]", "model.lfm.mask_ratio=0.25"))["model"][
+        "lfm"
+    ]
     assert lfm["after"] == ["conv1", "layer2.1"] and lfm["mask_ratio"] == 0.25
 
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from helpers import TINY_SCALE, run_entry_point
 
 TINY_ATTACK = ("attack=literature", "attack.eps=[0,2]", "attack.methods=[fgsm]", "attack.losses=[sma]")
@@ -15,9 +14,17 @@ def ddp_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
     run_dir = base / "ddp"
     trained = run_entry_point(
-        "train.py", "experiment=lfm_resnet18_synthetic", "trainer=ddp_sim", "trainer.max_epochs=1",
-        "data.num_workers=0", "logger.wandb.mode=disabled", f"data.synthetic.scale={TINY_SCALE}",
-        "data.image_size=[64,32]", "data.val_ids=3", f"paths.data_dir={base / 'data'}", f"hydra.run.dir={run_dir}",
+        "train.py",
+        "experiment=lfm_resnet18_synthetic",
+        "trainer=ddp_sim",
+        "trainer.max_epochs=1",
+        "data.num_workers=0",
+        "logger.wandb.mode=disabled",
+        f"data.synthetic.scale={TINY_SCALE}",
+        "data.image_size=[64,32]",
+        "data.val_ids=3",
+        f"paths.data_dir={base / 'data'}",
+        f"hydra.run.dir={run_dir}",
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     return base, run_dir
@@ -29,7 +36,10 @@ def single_evaluation(ddp_run):
     base, run_dir = ddp_run
     eval_dir = base / "single"
     evaluated = run_entry_point(
-        "eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "logger.wandb.mode=disabled", *TINY_ATTACK,
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        "logger.wandb.mode=disabled",
+        *TINY_ATTACK,
         f"hydra.run.dir={eval_dir}",
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
@@ -51,8 +61,12 @@ def test_ddp_sim_evaluation_equals_single_process_and_writes_once(ddp_run, singl
     _, run_dir = ddp_run
     eval_dir = tmp_path / "eval_ddp"
     evaluated = run_entry_point(
-        "eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "trainer=ddp_sim", "logger.wandb.mode=disabled",
-        *TINY_ATTACK, f"hydra.run.dir={eval_dir}",
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        "trainer=ddp_sim",
+        "logger.wandb.mode=disabled",
+        *TINY_ATTACK,
+        f"hydra.run.dir={eval_dir}",
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert (eval_dir / "train_ddp_process_1.log").is_file(), "the second rank did not run"

@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 import torch
-
 from helpers import PROJECT_ROOT, TINY_SCALE, assert_one_line_error, entry_point, run_entry_point
 
 TINY_TRAIN = (
@@ -33,8 +32,14 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_the_run_directory(trained_run):
     run_dir, result = trained_run
-    for name in ("config.yaml", "run.json", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-                 "csv/metrics.csv"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "metrics.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "csv/metrics.csv",
+    ):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run in the run directory"
     assert f"Run directory: {run_dir}" in result.stdout
@@ -72,8 +77,15 @@ def test_logged_masked_fraction_matches_the_configuration(trained_run):
 @pytest.mark.parametrize("method", ["dropout2d", "dropblock", "random_erasing", "cutout"])
 def test_each_comparison_regularizer_trains_through_its_experiment(method, tmp_path, tiny_market):
     result = run_entry_point(
-        "train.py", f"experiment={method}_resnet18_synthetic", "debug=fast", "trainer.limit_train_batches=1",
-        "data=market1501", f"data.root={tiny_market}", "data.image_size=[64,32]", "data.val_ids=3", "test=false",
+        "train.py",
+        f"experiment={method}_resnet18_synthetic",
+        "debug=fast",
+        "trainer.limit_train_batches=1",
+        "data=market1501",
+        f"data.root={tiny_market}",
+        "data.image_size=[64,32]",
+        "data.val_ids=3",
+        "test=false",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,8 +97,12 @@ def test_each_comparison_regularizer_trains_through_its_experiment(method, tmp_p
 
 def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained_run, tmp_path):
     run_dir, _ = trained_run
-    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}",
-                             "logger.wandb.mode=disabled")
+    result = run_entry_point(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        "logger.wandb.mode=disabled",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     trained = json.loads((run_dir / "metrics.json").read_text())
@@ -108,8 +124,10 @@ def test_a_finished_run_directory_is_never_overwritten(trained_run):
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
-        (("experiment=lfm_resnet50", "model.pretrained=false", "data.root=/nonexistent"),
-         ("data.root=/nonexistent", "bounding_box_train/")),
+        (
+            ("experiment=lfm_resnet50", "model.pretrained=false", "data.root=/nonexistent"),
+            ("data.root=/nonexistent", "bounding_box_train/"),
+        ),
         (("model.backbone=resnet51",), ("model.backbone", "resnet18")),
         (("model.lfm.mask_ratio=1.5",), ("model.lfm", "mask_ratio", "1.5")),
         (("model.lfm.area=[0.5,0.1]",), ("model.lfm", "area")),
@@ -127,8 +145,13 @@ def test_bad_training_input_gives_one_line(tiny_market, tmp_path, overrides, fra
     data = tmp_path / "market"
     shutil.copytree(tiny_market, data)
     result = run_entry_point(
-        "train.py", "data=market1501", f"data.root={data}", "model.backbone=resnet18", "debug=fast",
-        *overrides, f"hydra.run.dir={tmp_path / 'run'}",
+        "train.py",
+        "data=market1501",
+        f"data.root={data}",
+        "model.backbone=resnet18",
+        "debug=fast",
+        *overrides,
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_one_line_error(result, *fragments)
 
@@ -158,8 +181,13 @@ def test_wrong_layout_gives_one_line(tiny_market, tmp_path, damage, fragments):
     data = tmp_path / "market"
     shutil.copytree(tiny_market, data)
     damage(data)
-    result = run_entry_point("train.py", "data=market1501", f"data.root={data}", "model.backbone=resnet18",
-                             f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_entry_point(
+        "train.py",
+        "data=market1501",
+        f"data.root={data}",
+        "model.backbone=resnet18",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert_one_line_error(result, str(data), *fragments)
 
 
@@ -175,15 +203,22 @@ def test_corrupt_image_stops_the_run_before_training(tiny_market, tmp_path):
     shutil.copytree(tiny_market, data)
     corrupt = sorted((data / "bounding_box_test").glob("0*.jpg"))[0]
     corrupt.write_bytes(b"\xff\xd8 not a jpeg")
-    result = run_entry_point("train.py", "data=market1501", f"data.root={data}", "model.backbone=resnet18",
-                             f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_entry_point(
+        "train.py",
+        "data=market1501",
+        f"data.root={data}",
+        "model.backbone=resnet18",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert_one_line_error(result, f"cannot read image {corrupt}")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_pretrained_weights_unavailable_offline(tiny_market, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    result = run_entry_point("train.py", "experiment=lfm_resnet50", f"data.root={tiny_market}", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_entry_point(
+        "train.py", "experiment=lfm_resnet50", f"data.root={tiny_market}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert_one_line_error(result, "model.pretrained", "resnet50", str(tmp_path / "torch"))
 
 
@@ -199,9 +234,15 @@ def test_eval_with_missing_or_corrupt_checkpoint(tmp_path):
 def test_eval_reranks_and_writes_a_feature_file_that_python_m_lfm_metrics_reproduces(trained_run, tmp_path):
     run_dir, _ = trained_run
     eval_dir = tmp_path / "eval"
-    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}", f"hydra.run.dir={eval_dir}",
-                             "logger.wandb.mode=disabled", "model.rerank=true", "model.rerank_settings={k1: 8, k2: 3}",
-                             "save_features=true")
+    result = run_entry_point(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
+        f"hydra.run.dir={eval_dir}",
+        "logger.wandb.mode=disabled",
+        "model.rerank=true",
+        "model.rerank_settings={k1: 8, k2: 3}",
+        "save_features=true",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/rerank: rank1=" in result.stdout
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
@@ -212,8 +253,13 @@ def test_eval_reranks_and_writes_a_feature_file_that_python_m_lfm_metrics_reprod
     features = eval_dir / "features.npz"
     assert evaluated["features_file/test"] == str(features)
     command, env = entry_point("eval.py")
-    reproduced = subprocess.run([command[0], "-m", "lfm.metrics", str(features), "--rerank", "--json"],
-                                capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
+    reproduced = subprocess.run(
+        [command[0], "-m", "lfm.metrics", str(features), "--rerank", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+    )
     assert reproduced.returncode == 0, reproduced.stderr
     metrics = json.loads(reproduced.stdout)
     for key in ("rank1", "rank5", "rank10", "mAP", "mINP", "rerank/rank1", "rerank/mAP", "rerank/mINP"):
@@ -222,17 +268,27 @@ def test_eval_reranks_and_writes_a_feature_file_that_python_m_lfm_metrics_reprod
 
 def test_a_model_key_eval_cannot_change_gives_one_line(trained_run, tmp_path):
     run_dir, _ = trained_run
-    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
-                             f"hydra.run.dir={tmp_path / 'eval'}", "logger.wandb.mode=disabled", "+model.backbone=resnet50")
+    result = run_entry_point(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        "logger.wandb.mode=disabled",
+        "+model.backbone=resnet50",
+    )
     assert_one_line_error(result, "model.backbone cannot change at evaluation")
 
 
 @pytest.mark.slow
 def test_eval_on_more_test_sets_reports_each(trained_run, tmp_path):
     run_dir, _ = trained_run
-    result = run_entry_point("eval.py", f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}",
-                             "logger.wandb.mode=disabled", "data.test_sets=[synthetic_duke]",
-                             f"paths.data_dir={tmp_path / 'data'}")
+    result = run_entry_point(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'e'}",
+        "logger.wandb.mode=disabled",
+        "data.test_sets=[synthetic_duke]",
+        f"paths.data_dir={tmp_path / 'data'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert 0 < evaluated["test/synthetic_duke/mAP"] < 1 and "test/mAP" in evaluated

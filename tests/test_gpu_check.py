@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from helpers import PROJECT_ROOT
 
 
@@ -20,7 +19,9 @@ def gpu_check(monkeypatch):
 def test_masking_check_passes_for_every_dtype_and_memory_format(gpu_check):
     rows = gpu_check.check_masking_op("cpu", gpu_check.QUICK)
     assert {(row["dtype"], row["memory format"]) for row in rows} == {
-        (dtype, memory_format) for dtype in ("fp32", "bf16", "fp16") for memory_format in ("contiguous", "channels_last")
+        (dtype, memory_format)
+        for dtype in ("fp32", "bf16", "fp16")
+        for memory_format in ("contiguous", "channels_last")
     }
     for row in rows:
         assert row["result"] == "ok", row

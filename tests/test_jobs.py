@@ -12,32 +12,43 @@ from pathlib import Path
 
 import pytest
 import submitit
-
 from helpers import PROJECT_ROOT, TINY_SCALE, entry_point
+
 from lfm.errors import InputError
 from lfm.jobs.executors import LocalExecutor, SlurmExecutor, SlurmOptions, local_slots
 from lfm.jobs.options import add_executor_arguments, executor_from_arguments
 from lfm.jobs.progress import Progress
 from lfm.jobs.schedule import run_tasks
 from lfm.jobs.steps import Task
-from lfm.runs import read_run_info, write_json
+from lfm.runs.outputs import read_run_info, write_json
 
 
 def step(run_dir: Path, seconds: float, exit_code: int = 0) -> list[str]:
     """A process that takes `seconds`, then writes metrics.json (exit 0) or fails with an error line."""
-    return [sys.executable, "-c", f"import sys, time; time.sleep({seconds}); "
-            f"sys.exit(print('error: step failed', file=sys.stderr) or {exit_code}) if {exit_code} else "
-            f"open(r'{run_dir / 'metrics.json'}', 'w').write('{{}}')"]
+    return [
+        sys.executable,
+        "-c",
+        f"import sys, time; time.sleep({seconds}); "
+        f"sys.exit(print('error: step failed', file=sys.stderr) or {exit_code}) if {exit_code} else "
+        f"open(r'{run_dir / 'metrics.json'}', 'w').write('{{}}')",
+    ]
 
 
-def task(tmp_path: Path, key: str, seconds: float = 0.0, exit_code: int = 0, needs: str | None = None,
-         started: list | None = None) -> Task:
+def task(
+    tmp_path: Path,
+    key: str,
+    seconds: float = 0.0,
+    exit_code: int = 0,
+    needs: str | None = None,
+    started: list | None = None,
+) -> Task:
     run_dir = tmp_path / key
 
     def start() -> list[str]:
         if started is not None:
             started.append(key)
         return step(run_dir, seconds, exit_code)
+
     return Task(key, "train" if needs is None else "eval", run_dir, start, needs=needs)
 
 
@@ -66,7 +77,11 @@ def test_each_local_slot_gets_one_gpu_or_a_share_of_the_cores():
     assert [slot.env["CUDA_VISIBLE_DEVICES"] for slot in gpu_slots] == ["3", "5", "7"]
     assert [slot.where for slot in gpu_slots] == [{"threads": 16, "gpu": gpu} for gpu in ("3", "5", "7")]
     assert [slot.where["gpu"] for slot in local_slots(4, gpus=[str(gpu) for gpu in range(8)], cores=64)] == [
-        "0,1", "2,3", "4,5", "6,7"]
+        "0,1",
+        "2,3",
+        "4,5",
+        "6,7",
+    ]
     assert local_slots(1, gpus=["0", "1"], cores=16)[0].env["CUDA_VISIBLE_DEVICES"] == "0,1", "one job: every GPU"
     cpu_slots = local_slots(3, gpus=[], cores=8)
     assert all(slot.env == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"} for slot in cpu_slots)
@@ -82,8 +97,12 @@ def test_each_local_slot_gets_one_gpu_or_a_share_of_the_cores():
 
 def test_two_jobs_overlap_and_an_evaluation_waits_for_its_training(tmp_path):
     started = []
-    tasks = [task(tmp_path, "a/train", 1.0, started=started), task(tmp_path, "a/eval", needs="a/train", started=started),
-             task(tmp_path, "b/train", 1.0, started=started), task(tmp_path, "b/eval", needs="b/train", started=started)]
+    tasks = [
+        task(tmp_path, "a/train", 1.0, started=started),
+        task(tmp_path, "a/eval", needs="a/train", started=started),
+        task(tmp_path, "b/train", 1.0, started=started),
+        task(tmp_path, "b/eval", needs="b/train", started=started),
+    ]
     outcomes, blocked, lines = run(tasks, LocalExecutor(2, gpus=[]))
     assert not blocked and all(outcome.finished for outcome in outcomes.values())
     a, b = outcomes["a/train"], outcomes["b/train"]
@@ -97,9 +116,13 @@ def test_two_jobs_overlap_and_an_evaluation_waits_for_its_training(tmp_path):
 
 
 def test_a_failed_training_blocks_its_evaluations_and_the_rest_goes_on(tmp_path):
-    tasks = [task(tmp_path, "a/train", exit_code=3), task(tmp_path, "a/eval", needs="a/train"),
-             task(tmp_path, "b/train"), task(tmp_path, "b/eval", needs="b/train"),
-             task(tmp_path, "c/eval", needs="c/train")]
+    tasks = [
+        task(tmp_path, "a/train", exit_code=3),
+        task(tmp_path, "a/eval", needs="a/train"),
+        task(tmp_path, "b/train"),
+        task(tmp_path, "b/eval", needs="b/train"),
+        task(tmp_path, "c/eval", needs="c/train"),
+    ]
     outcomes, blocked, lines = run(tasks, LocalExecutor(1, gpus=[]), done={"c/train"})
     assert blocked == ["a/eval"]
     assert outcomes["a/train"].returncode == 3 and outcomes["a/train"].error == "error: step failed"
@@ -118,10 +141,18 @@ def test_the_progress_line_counts_and_estimates_from_each_kind_of_step():
 
 
 def test_the_slurm_path_runs_through_submitits_local_executor(tmp_path):
-    executor = SlurmExecutor(2, tmp_path / "slurm", SlurmOptions(partition="gpu", time_min=5, gpus_per_job=0,
-                                                                  cpus_per_job=1, mem_gb=1), cluster="local")
-    tasks = [task(tmp_path, "a/train", 0.5), task(tmp_path, "a/eval", needs="a/train"), task(tmp_path, "b/train", 0.5),
-             task(tmp_path, "c/train", exit_code=4)]
+    executor = SlurmExecutor(
+        2,
+        tmp_path / "slurm",
+        SlurmOptions(partition="gpu", time_min=5, gpus_per_job=0, cpus_per_job=1, mem_gb=1),
+        cluster="local",
+    )
+    tasks = [
+        task(tmp_path, "a/train", 0.5),
+        task(tmp_path, "a/eval", needs="a/train"),
+        task(tmp_path, "b/train", 0.5),
+        task(tmp_path, "c/train", exit_code=4),
+    ]
     outcomes, blocked, _ = run(tasks, executor)
     assert not blocked and [key for key, outcome in outcomes.items() if not outcome.finished] == ["c/train"]
     assert outcomes["c/train"].returncode == 4 and outcomes["c/train"].error == "error: step failed"
@@ -159,10 +190,18 @@ def test_the_other_ranks_wait_for_rank_zeros_run_json(tmp_path):
 def test_under_torchrun_exactly_one_process_writes_the_runs_books(tmp_path):
     """An external launcher starts both ranks at once (no Lightning launcher): rank 0 alone writes."""
     run_dir = tmp_path / "run"
-    command, env = entry_point("train.py", "experiment=lfm_resnet18_synthetic", "trainer=ddp_sim", "debug=fast",
-                               f"data.synthetic.scale={TINY_SCALE}", "data.image_size=[64,32]", "data.val_ids=3",
-                               "model.lfm.after=layer1", f"paths.data_dir={tmp_path / 'data'}",
-                               f"hydra.run.dir={run_dir}")
+    command, env = entry_point(
+        "train.py",
+        "experiment=lfm_resnet18_synthetic",
+        "trainer=ddp_sim",
+        "debug=fast",
+        f"data.synthetic.scale={TINY_SCALE}",
+        "data.image_size=[64,32]",
+        "data.val_ids=3",
+        "model.lfm.after=layer1",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run_dir}",
+    )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]]
     result = subprocess.run(torchrun, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -176,8 +215,9 @@ def test_under_torchrun_exactly_one_process_writes_the_runs_books(tmp_path):
 def test_an_interrupted_runner_cancels_its_slurm_jobs(tmp_path, monkeypatch):
     # submitit waits up to 15 s for a result file that a cancelled job never writes (slow shared file systems)
     monkeypatch.setattr(submitit.core.core.Job, "_results_timeout_s", 1)
-    executor = SlurmExecutor(1, tmp_path / "slurm", SlurmOptions(gpus_per_job=0, cpus_per_job=1, mem_gb=1),
-                             cluster="local")
+    executor = SlurmExecutor(
+        1, tmp_path / "slurm", SlurmOptions(gpus_per_job=0, cpus_per_job=1, mem_gb=1), cluster="local"
+    )
     records = []
     waiting = threading.Thread(target=lambda: records.append(executor.run(step(tmp_path, 60), tmp_path / "step")))
     waiting.start()

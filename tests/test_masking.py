@@ -13,9 +13,7 @@ from lfm.masking import (
     sample_feature_mask,
 )
 
-OFFICIAL = dict(
-    selection="batch", channel_sampling="with_replacement", region="band", fill="random"
-)
+OFFICIAL = dict(selection="batch", channel_sampling="with_replacement", region="band", fill="random")
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -101,16 +99,12 @@ def test_per_sample_masking_rate_is_close_to_p() -> None:
 def test_without_replacement_masks_exactly_round_ratio_times_channels(
     channels: int, mask_ratio: float, expected: int
 ) -> None:
-    mask = sample_feature_mask(
-        (50, channels, 6, 5), p=1.0, mask_ratio=mask_ratio, generator=seeded()
-    )
+    mask = sample_feature_mask((50, channels, 6, 5), p=1.0, mask_ratio=mask_ratio, generator=seeded())
     assert (mask.any(dim=(2, 3)).sum(1) == expected).all()
 
 
 def test_with_replacement_masks_fewer_distinct_channels() -> None:
-    mask = sample_feature_mask(
-        (300, 64, 4, 4), p=1.0, channel_sampling="with_replacement", generator=seeded()
-    )
+    mask = sample_feature_mask((300, 64, 4, 4), p=1.0, channel_sampling="with_replacement", generator=seeded())
     distinct = mask.any(dim=(2, 3)).sum(1).float()
     expected = 64 * (1 - (63 / 64) ** 32)  # about 25.3 distinct channels in 32 draws
     assert distinct.max() <= 32
@@ -122,7 +116,9 @@ def test_batch_selection_masks_all_or_no_samples_with_shared_channels() -> None:
     for seed in range(30):
         for channel_sampling in CHANNEL_SAMPLINGS:
             mask = sample_feature_mask(
-                (6, 12, 9, 8), selection="batch", channel_sampling=channel_sampling,
+                (6, 12, 9, 8),
+                selection="batch",
+                channel_sampling=channel_sampling,
                 generator=seeded(seed),
             )
             channels = mask.any(dim=(2, 3))
@@ -149,9 +145,7 @@ def test_batch_selection_masks_all_or_no_samples_with_shared_channels() -> None:
 def test_rectangles_are_inside_the_map_with_area_and_aspect_in_range(
     shape: tuple[int, ...], area: tuple[float, float], aspect: tuple[float, float]
 ) -> None:
-    mask = sample_feature_mask(
-        shape, p=1.0, mask_ratio=1.0, area=area, aspect=aspect, generator=seeded()
-    )
+    mask = sample_feature_mask(shape, p=1.0, mask_ratio=1.0, area=area, aspect=aspect, generator=seeded())
     maps = masked_regions(mask)
     rows, cols, is_product = row_and_col_extents(maps)
     assert maps.shape[0] == shape[0] * shape[1]
@@ -183,7 +177,11 @@ def test_band_regions_are_full_width_row_bands_smaller_than_rectangles() -> None
 
 def test_aspect_range_outside_what_fits_is_clamped_to_fit() -> None:
     mask = sample_feature_mask(
-        (32, 8, 16, 16), p=1.0, mask_ratio=1.0, area=(0.5, 0.5), aspect=(10.0, 20.0),
+        (32, 8, 16, 16),
+        p=1.0,
+        mask_ratio=1.0,
+        area=(0.5, 0.5),
+        aspect=(10.0, 20.0),
         generator=seeded(),
     )
     rows, cols, is_product = row_and_col_extents(masked_regions(mask))
@@ -198,9 +196,7 @@ def test_aspect_range_outside_what_fits_is_clamped_to_fit() -> None:
 def test_zero_fill(channel_sampling: str) -> None:
     x = features(8, 12, 10, 9)
     out = local_feature_masking(x, p=1.0, channel_sampling=channel_sampling, generator=seeded())
-    mask = sample_feature_mask(
-        x.shape, p=1.0, channel_sampling=channel_sampling, generator=seeded()
-    )
+    mask = sample_feature_mask(x.shape, p=1.0, channel_sampling=channel_sampling, generator=seeded())
     assert (out[mask] == 0).all() and torch.equal(out[~mask], x[~mask])
 
 
@@ -219,12 +215,14 @@ def test_random_fill_is_one_value_in_unit_interval_per_region() -> None:
 def test_random_fill_with_replacement_stays_in_unit_interval() -> None:
     x = features(8, 16, 10, 9)
     out = local_feature_masking(
-        x, p=1.0, mask_ratio=1.0, fill="random", channel_sampling="with_replacement",
+        x,
+        p=1.0,
+        mask_ratio=1.0,
+        fill="random",
+        channel_sampling="with_replacement",
         generator=seeded(),
     )
-    mask = sample_feature_mask(
-        x.shape, p=1.0, mask_ratio=1.0, channel_sampling="with_replacement", generator=seeded()
-    )
+    mask = sample_feature_mask(x.shape, p=1.0, mask_ratio=1.0, channel_sampling="with_replacement", generator=seeded())
     assert (out[mask] >= 0).all() and (out[mask] < 1).all()
     assert torch.equal(out[~mask], x[~mask])
 
@@ -232,11 +230,20 @@ def test_random_fill_with_replacement_stays_in_unit_interval() -> None:
 def test_random_fill_of_overlapping_draws_of_a_channel_is_their_mean() -> None:
     x = features(300, 2, 8, 8)
     out = local_feature_masking(
-        x, p=1.0, mask_ratio=1.0, area=(0.2, 0.4), fill="random",
-        channel_sampling="with_replacement", generator=seeded(),
+        x,
+        p=1.0,
+        mask_ratio=1.0,
+        area=(0.2, 0.4),
+        fill="random",
+        channel_sampling="with_replacement",
+        generator=seeded(),
     )
     mask = sample_feature_mask(
-        x.shape, p=1.0, mask_ratio=1.0, area=(0.2, 0.4), channel_sampling="with_replacement",
+        x.shape,
+        p=1.0,
+        mask_ratio=1.0,
+        area=(0.2, 0.4),
+        channel_sampling="with_replacement",
         generator=seeded(),
     )
     # A channel drawn twice, with partly overlapping regions, shows three values: the two
@@ -303,9 +310,7 @@ def test_input_is_not_modified_in_place() -> None:
     before = x.clone()
     for fill in FILLS:
         for channel_sampling in CHANNEL_SAMPLINGS:
-            local_feature_masking(
-                x, p=1.0, mask_ratio=1.0, fill=fill, channel_sampling=channel_sampling
-            )
+            local_feature_masking(x, p=1.0, mask_ratio=1.0, fill=fill, channel_sampling=channel_sampling)
     assert torch.equal(x, before)
 
 
@@ -324,9 +329,7 @@ def test_dtype_and_memory_format_are_preserved(
     settings = dict(p=1.0, mask_ratio=1.0, channel_sampling=channel_sampling, region=region)
     x = features(3, 6, 7, 5).to(dtype=dtype, memory_format=memory_format)
     out = local_feature_masking(x, fill=fill, generator=seeded(), **settings)
-    mask = sample_feature_mask(
-        x.shape, generator=seeded(), memory_format=memory_format, **settings
-    )
+    mask = sample_feature_mask(x.shape, generator=seeded(), memory_format=memory_format, **settings)
     assert out.dtype == dtype
     assert out.is_contiguous(memory_format=memory_format)
     assert mask.is_contiguous(memory_format=memory_format)
@@ -363,9 +366,7 @@ def test_cuda_runs_without_host_sync_and_matches_its_mask(settings: dict) -> Non
     finally:
         torch.cuda.set_sync_debug_mode("default")
     mask_settings = {k: v for k, v in settings.items() if k != "fill"}
-    mask = sample_feature_mask(
-        x.shape, p=0.5, device="cuda", generator=generator.manual_seed(0), **mask_settings
-    )
+    mask = sample_feature_mask(x.shape, p=0.5, device="cuda", generator=generator.manual_seed(0), **mask_settings)
     assert torch.equal(x.grad, (~mask).float())
     assert torch.equal(out.detach()[~mask], x.detach()[~mask])
 
@@ -394,12 +395,11 @@ BAD_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "value", "message"), BAD_SETTINGS + [
-    ("fill", "ones", "fill must be one of ('zero', 'random', 'mean', 'gaussian'), got 'ones'"),
-])
-def test_invalid_settings_raise_value_error_naming_the_argument(
-    name: str, value: object, message: str
-) -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [*BAD_SETTINGS, ("fill", "ones", "fill must be one of ('zero', 'random', 'mean', 'gaussian'), got 'ones'")],
+)
+def test_invalid_settings_raise_value_error_naming_the_argument(name: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         LocalFeatureMasking(**{name: value})
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -428,15 +428,27 @@ def test_integer_input_is_rejected() -> None:
 
 def test_repr_lists_the_settings() -> None:
     text = repr(LocalFeatureMasking(p=0.25, fill="mean", region="band"))
-    for part in ["p=0.25", "mask_ratio=0.5", "area=(0.02, 0.4)", "fill='mean'", "region='band'",
-                 "selection='sample'", "channel_sampling='without_replacement'", "aspect=(0.3, "]:
+    for part in [
+        "p=0.25",
+        "mask_ratio=0.5",
+        "area=(0.02, 0.4)",
+        "fill='mean'",
+        "region='band'",
+        "selection='sample'",
+        "channel_sampling='without_replacement'",
+        "aspect=(0.3, ",
+    ]:
         assert part in text
 
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"selection": "batch", "channel_sampling": "with_replacement", "region": "band", "fill": "random"},
-     {"fill": "gaussian"}, {"fill": "mean"}],
+    [
+        {},
+        {"selection": "batch", "channel_sampling": "with_replacement", "region": "band", "fill": "random"},
+        {"fill": "gaussian"},
+        {"fill": "mean"},
+    ],
 )
 def test_module_traces_under_torch_compile_without_graph_breaks(settings):
     import torch._dynamo

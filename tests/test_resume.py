@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-
 from helpers import PROJECT_ROOT, TINY_SCALE, entry_point, run_entry_point
 
 DETERMINISTIC_RUN = (
@@ -45,7 +44,9 @@ def uninterrupted(tmp_path_factory, data_dir):
 
 
 def test_same_seed_and_config_give_identical_metrics(uninterrupted, data_dir, tmp_path):
-    result = run_entry_point("train.py", *DETERMINISTIC_RUN, f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'again'}")
+    result = run_entry_point(
+        "train.py", *DETERMINISTIC_RUN, f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'again'}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert metrics_of(tmp_path / "again") == metrics_of(uninterrupted)
 
@@ -76,8 +77,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_metrics(uninterrupted, data_
 
 def test_explicit_checkpoint_of_another_architecture_is_refused(uninterrupted, data_dir, tmp_path):
     result = run_entry_point(
-        "train.py", *DETERMINISTIC_RUN, "model.backbone=resnet34", f"paths.data_dir={data_dir}",
-        f"ckpt_path={uninterrupted / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'other'}",
+        "train.py",
+        *DETERMINISTIC_RUN,
+        "model.backbone=resnet34",
+        f"paths.data_dir={data_dir}",
+        f"ckpt_path={uninterrupted / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'other'}",
     )
     assert result.returncode == 2
     assert "model.backbone=resnet18, but this run has model.backbone=resnet34" in result.stderr
@@ -85,13 +90,20 @@ def test_explicit_checkpoint_of_another_architecture_is_refused(uninterrupted, d
 
 def test_one_checkpoint_evaluates_identically_on_both_pipelines(uninterrupted, data_dir, tmp_path):
     data = [
-        "data=synthetic_market", f"data.synthetic.scale={TINY_SCALE}", "data.image_size=[64,32]", "data.val_ids=3",
-        f"paths.data_dir={data_dir}", "logger.wandb.mode=disabled",
+        "data=synthetic_market",
+        f"data.synthetic.scale={TINY_SCALE}",
+        "data.image_size=[64,32]",
+        "data.val_ids=3",
+        f"paths.data_dir={data_dir}",
+        "logger.wandb.mode=disabled",
     ]
     results = {}
     for pipeline in ("tensor", "pil"):
         result = run_entry_point(
-            "eval.py", f"ckpt_path={uninterrupted / 'checkpoints' / 'best.ckpt'}", *data, f"data.pipeline={pipeline}",
+            "eval.py",
+            f"ckpt_path={uninterrupted / 'checkpoints' / 'best.ckpt'}",
+            *data,
+            f"data.pipeline={pipeline}",
             f"hydra.run.dir={tmp_path / pipeline}",
         )
         assert result.returncode == 0, result.stderr[-3000:]

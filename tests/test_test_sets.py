@@ -4,13 +4,13 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from helpers import PROJECT_ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from helpers import PROJECT_ROOT
 from lfm.errors import InputError
 from lfm.models.reid import ReIDModule, check_rerank_settings
-from lfm.pipeline import evaluation_overrides, resolve_test_sets, run_extra_test_sets
+from lfm.runs.pipeline import evaluation_overrides, resolve_test_sets, run_extra_test_sets
 
 OPTIMIZER = {"name": "sgd", "lr": 0.01}
 SCHEDULER = {"name": "constant"}
@@ -23,8 +23,9 @@ def composed(*overrides: str):
 
 
 def test_each_name_is_a_data_config_resolved_with_this_runs_paths_and_image_size():
-    _, settings = composed("data.test_sets=[synthetic_duke, dukemtmc]", "data.image_size=[64,32]",
-                           "data.eval_batch_size=7")
+    _, settings = composed(
+        "data.test_sets=[synthetic_duke, dukemtmc]", "data.image_size=[64,32]", "data.eval_batch_size=7"
+    )
     assert list(settings) == ["synthetic_duke", "dukemtmc"]
     assert settings["synthetic_duke"]["root"] == "/datasets/synthetic/duke_style_seed0"
     assert settings["synthetic_duke"]["synthetic"]["preset"] == "duke_style"

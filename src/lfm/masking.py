@@ -93,12 +93,8 @@ def _check_settings(
         raise ValueError(f"p must be in [0, 1], got {p!r}")
     if not 0.0 <= mask_ratio <= 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio!r}")
-    area = _check_pair(
-        "area", area, "0 < area[0] <= area[1] <= 1", lambda low, high: 0 < low <= high <= 1
-    )
-    aspect = _check_pair(
-        "aspect", aspect, "0 < aspect[0] <= aspect[1]", lambda low, high: 0 < low <= high
-    )
+    area = _check_pair("area", area, "0 < area[0] <= area[1] <= 1", lambda low, high: 0 < low <= high <= 1)
+    aspect = _check_pair("aspect", aspect, "0 < aspect[0] <= aspect[1]", lambda low, high: 0 < low <= high)
     _check_choice("selection", selection, SELECTIONS)
     _check_choice("channel_sampling", channel_sampling, CHANNEL_SAMPLINGS)
     _check_choice("region", region, REGIONS)
@@ -190,9 +186,7 @@ def _draw_regions(
         device=device,
         memory_format=memory_format,
     )
-    torch.bitwise_and(
-        inside[:, :, 0, :height, None], inside[:, :, 1, None, :mask_width], out=masks
-    )
+    torch.bitwise_and(inside[:, :, 0, :height, None], inside[:, :, 1, None, :mask_width], out=masks)
     return _Draws(masks, draw_channels)
 
 
@@ -242,8 +236,17 @@ def sample_feature_mask(
     if len(shape) != 4:
         raise ValueError(f"shape must be [B, C, H, W], got {tuple(shape)!r}")
     draws = _draw_regions(
-        shape, p, mask_ratio, area, aspect, selection, channel_sampling, region,
-        device, generator, memory_format,
+        shape,
+        p,
+        mask_ratio,
+        area,
+        aspect,
+        selection,
+        channel_sampling,
+        region,
+        device,
+        generator,
+        memory_format,
     )
     mask = _merge_draws(draws, shape[1])[0]
     return mask.expand(tuple(shape)).contiguous(memory_format=memory_format)
@@ -296,8 +299,17 @@ def _mask_and_fill(
 ) -> tuple[Tensor, Tensor]:
     """The masked tensor and the boolean mask it applied ([B, C, H, W], or [B, C, H, 1] for bands)."""
     draws = _draw_regions(
-        x.shape, p, mask_ratio, area, aspect, selection, channel_sampling, region,
-        x.device, generator, _memory_format(x),
+        x.shape,
+        p,
+        mask_ratio,
+        area,
+        aspect,
+        selection,
+        channel_sampling,
+        region,
+        x.device,
+        generator,
+        _memory_format(x),
     )
     mask, counts = _merge_draws(draws, x.shape[1])
     return torch.where(mask, _fill_values(x, fill, draws, counts, generator), x), mask
@@ -351,9 +363,7 @@ class LocalFeatureMasking(nn.Module):
         region: str = "rectangle",
     ) -> None:
         super().__init__()
-        self.area, self.aspect = _check_settings(
-            p, mask_ratio, area, aspect, selection, channel_sampling, region
-        )
+        self.area, self.aspect = _check_settings(p, mask_ratio, area, aspect, selection, channel_sampling, region)
         _check_choice("fill", fill, FILLS)
         self.p = p
         self.mask_ratio = mask_ratio
@@ -369,15 +379,21 @@ class LocalFeatureMasking(nn.Module):
         if not self.training:
             return x
         channels = x.shape[1]
-        self.expected_fraction = (
-            self.p * num_masked_channels(self.mask_ratio, channels) / channels * sum(self.area) / 2
-        )
+        self.expected_fraction = self.p * num_masked_channels(self.mask_ratio, channels) / channels * sum(self.area) / 2
         if self.p == 0.0:
             self.masked_fraction = x.new_zeros((), dtype=torch.float32)
             return x
         output, mask = _mask_and_fill(
-            x, self.p, self.mask_ratio, self.area, self.aspect, self.fill, self.selection,
-            self.channel_sampling, self.region, None,
+            x,
+            self.p,
+            self.mask_ratio,
+            self.area,
+            self.aspect,
+            self.fill,
+            self.selection,
+            self.channel_sampling,
+            self.region,
+            None,
         )
         self.masked_fraction = torch.count_nonzero(mask) / mask.numel()
         return output

@@ -19,7 +19,12 @@ EPS = 8 / 255
 def small_classifier(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 5)
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(128, 5),
     )
     return model.eval()
 
@@ -85,10 +90,10 @@ def test_eps_zero_returns_the_clean_images_exactly(batch):
 @pytest.mark.parametrize(
     "settings",
     [
-        {"alpha": EPS, "steps": 1},                                  # FGSM
-        {"alpha": 1 / 255, "steps": 12},                             # I-FGSM
-        {"alpha": 2 / 255, "steps": 10, "random_start": True},       # PGD
-        {"alpha": 1 / 255, "steps": 12, "momentum": 1.0},            # MI-FGSM
+        {"alpha": EPS, "steps": 1},  # FGSM
+        {"alpha": 1 / 255, "steps": 12},  # I-FGSM
+        {"alpha": 2 / 255, "steps": 10, "random_start": True},  # PGD
+        {"alpha": 1 / 255, "steps": 12, "momentum": 1.0},  # MI-FGSM
     ],
 )
 def test_perturbation_stays_within_eps_and_images_within_unit_range(batch, settings):
@@ -111,8 +116,15 @@ def test_pgd_equals_the_reference_pgd_exactly(batch):
 def test_pgd_with_random_start_equals_the_reference_from_the_same_start(batch):
     model, images, labels = batch
     start = torch.empty_like(images).uniform_(-EPS, EPS, generator=torch.Generator().manual_seed(3))
-    ours = linf_pgd(ce_sum(model, labels), images, eps=EPS, alpha=2 / 255, steps=10, random_start=True,
-                    generator=torch.Generator().manual_seed(3))
+    ours = linf_pgd(
+        ce_sum(model, labels),
+        images,
+        eps=EPS,
+        alpha=2 / 255,
+        steps=10,
+        random_start=True,
+        generator=torch.Generator().manual_seed(3),
+    )
     assert torch.equal(ours, reference_pgd(model, images, labels, EPS, 2 / 255, 10, start=start))
 
 
@@ -130,8 +142,10 @@ def test_iterative_attack_is_at_least_as_strong_as_fgsm_and_noise_is_much_weaker
     signs = torch.randint(0, 2, images.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     noise = (images + EPS * signs).clamp(0, 1)
     with torch.no_grad():
-        losses = {name: F.cross_entropy(model(x), labels).item() for name, x in
-                  (("clean", images), ("noise", noise), ("fgsm", fgsm), ("pgd", pgd))}
+        losses = {
+            name: F.cross_entropy(model(x), labels).item()
+            for name, x in (("clean", images), ("noise", noise), ("fgsm", fgsm), ("pgd", pgd))
+        }
     assert losses["pgd"] >= losses["fgsm"] > losses["clean"]
     assert losses["pgd"] - losses["clean"] > 5 * abs(losses["noise"] - losses["clean"])
     assert accuracy(model, pgd, labels) <= accuracy(model, fgsm, labels) <= accuracy(model, images, labels) == 1.0
@@ -141,8 +155,12 @@ def test_restarts_keep_the_strongest_result_per_sample(batch):
     model, images, labels = batch
     per_sample = cross_entropy_loss(model, labels)
     settings = {"eps": EPS, "alpha": 2 / 255, "steps": 3}
-    single = linf_pgd_with_restarts(per_sample, images, restarts=1, generator=torch.Generator().manual_seed(5), **settings)
-    several = linf_pgd_with_restarts(per_sample, images, restarts=4, generator=torch.Generator().manual_seed(5), **settings)
+    single = linf_pgd_with_restarts(
+        per_sample, images, restarts=1, generator=torch.Generator().manual_seed(5), **settings
+    )
+    several = linf_pgd_with_restarts(
+        per_sample, images, restarts=4, generator=torch.Generator().manual_seed(5), **settings
+    )
     with torch.no_grad():
         assert (per_sample(several) >= per_sample(single)).all()
     assert (several - images).abs().max().item() <= EPS + 1e-6

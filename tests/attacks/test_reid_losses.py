@@ -73,8 +73,15 @@ def test_sma_gradient_vanishes_at_the_clean_image(net, images):
 def test_attack_increases_its_loss_and_moves_the_evaluation_feature(net, images, name):
     torch.manual_seed(0)
     loss = losses_for(net, images, name)
-    adv = linf_pgd(lambda x: loss(x).sum(), images, eps=8 / 255, alpha=2 / 255, steps=5,
-                   random_start=name == "sma", generator=torch.Generator().manual_seed(0))
+    adv = linf_pgd(
+        lambda x: loss(x).sum(),
+        images,
+        eps=8 / 255,
+        alpha=2 / 255,
+        steps=5,
+        random_start=name == "sma",
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         clean = net.retrieval_features(images)
         moved = paired_distance(net.retrieval_features(adv), clean, "cosine")
@@ -83,5 +90,7 @@ def test_attack_increases_its_loss_and_moves_the_evaluation_feature(net, images,
 
 
 def test_true_matches_are_same_person_other_camera():
-    mask = true_matches(torch.tensor([5, 6]), torch.tensor([1, 1]), torch.tensor([5, 5, 6, 0]), torch.tensor([1, 2, 2, 2]))
+    mask = true_matches(
+        torch.tensor([5, 6]), torch.tensor([1, 1]), torch.tensor([5, 5, 6, 0]), torch.tensor([1, 2, 2, 2])
+    )
     assert mask.tolist() == [[False, True, False, False], [False, False, True, False]]

@@ -5,10 +5,10 @@ import csv
 import json
 
 import pytest
-
 from helpers import TINY_SCALE, run_entry_point
+
+from lfm.attacks.robustness import literature_steps, parse_attack_settings
 from lfm.errors import InputError
-from lfm.robustness import literature_steps, parse_attack_settings
 
 TINY_REID = (
     "experiment=baseline_resnet18_synthetic",
@@ -21,8 +21,13 @@ TINY_REID = (
     "logger.wandb.mode=disabled",
 )
 # The literature preset with fewer radii and iterations, to stay fast on 2 CPU cores.
-TINY_LITERATURE = ("attack=literature", "attack.eps=[0,4,16]", "attack.methods=[noise,fgsm,ifgsm]", "attack.steps=5",
-                   "attack.alpha=null")
+TINY_LITERATURE = (
+    "attack=literature",
+    "attack.eps=[0,4,16]",
+    "attack.methods=[noise,fgsm,ifgsm]",
+    "attack.steps=5",
+    "attack.alpha=null",
+)
 # Tolerance for "does not rise with eps": a few queries changing rank on a tiny test split.
 NOISE = 0.03
 
@@ -40,8 +45,11 @@ def reid_checkpoint(tmp_path_factory):
 def literature_eval(reid_checkpoint, tmp_path_factory):
     eval_dir = tmp_path_factory.mktemp("eval") / "literature"
     result = run_entry_point(
-        "eval.py", f"ckpt_path={reid_checkpoint / 'checkpoints/last.ckpt'}", *TINY_LITERATURE,
-        "logger.wandb.mode=disabled", f"hydra.run.dir={eval_dir}",
+        "eval.py",
+        f"ckpt_path={reid_checkpoint / 'checkpoints/last.ckpt'}",
+        *TINY_LITERATURE,
+        "logger.wandb.mode=disabled",
+        f"hydra.run.dir={eval_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return eval_dir, result
@@ -99,10 +107,15 @@ def test_metric_does_not_rise_with_eps_and_attacks_beat_noise(literature_eval):
 
 def test_transfer_mode_is_labelled(reid_checkpoint, tmp_path):
     result = run_entry_point(
-        "eval.py", f"ckpt_path={reid_checkpoint / 'checkpoints/last.ckpt'}", "attack=literature", "attack.eps=[0,8]",
-        "attack.methods=[fgsm]", "attack.losses=[metric]",
+        "eval.py",
+        f"ckpt_path={reid_checkpoint / 'checkpoints/last.ckpt'}",
+        "attack=literature",
+        "attack.eps=[0,8]",
+        "attack.methods=[fgsm]",
+        "attack.losses=[metric]",
         f"attack.source_ckpt_path={reid_checkpoint / 'checkpoints/last.ckpt'}",
-        "logger.wandb.mode=disabled", f"hydra.run.dir={tmp_path / 'eval'}",
+        "logger.wandb.mode=disabled",
+        f"hydra.run.dir={tmp_path / 'eval'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     table = json.loads((tmp_path / "eval" / "robustness.json").read_text())
@@ -112,14 +125,19 @@ def test_transfer_mode_is_labelled(reid_checkpoint, tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "fragment"),
-    [("attack.eps=[0,-2]", "attack.eps"), ("attack.eps=[0,300]", "attack.eps"), ("attack.eps=abc", "attack.eps"),
-     ("attack.methods=[bim]", "attack.methods")],
+    [
+        ("attack.eps=[0,-2]", "attack.eps"),
+        ("attack.eps=[0,300]", "attack.eps"),
+        ("attack.eps=abc", "attack.eps"),
+        ("attack.methods=[bim]", "attack.methods"),
+    ],
 )
 def test_bad_attack_settings_give_one_line(tmp_path, override, fragment):
     checkpoint = tmp_path / "some.ckpt"
     checkpoint.write_bytes(b"never read: the attack settings are checked first")
-    result = run_entry_point("eval.py", f"ckpt_path={checkpoint}", "attack=literature", override,
-                             f"hydra.run.dir={tmp_path / 'eval'}")
+    result = run_entry_point(
+        "eval.py", f"ckpt_path={checkpoint}", "attack=literature", override, f"hydra.run.dir={tmp_path / 'eval'}"
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in result.stderr

@@ -4,7 +4,6 @@ src/train.py, then src/eval.py with an attack preset writes the accuracy table."
 import json
 
 import pytest
-
 from helpers import run_entry_point
 
 TINY_CIFAR = (
@@ -25,7 +24,9 @@ pytestmark = pytest.mark.slow  # about a minute on 2 quiet cores: run by `make t
 @pytest.fixture(scope="module")
 def cifar_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("cifar")
-    result = run_entry_point("train.py", *TINY_CIFAR, f"paths.data_dir={base / 'data'}", f"hydra.run.dir={base / 'run'}")
+    result = run_entry_point(
+        "train.py", *TINY_CIFAR, f"paths.data_dir={base / 'data'}", f"hydra.run.dir={base / 'run'}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return base / "run", result
 
@@ -42,8 +43,13 @@ def test_train_reports_test_accuracy_and_marks_the_checkpoint(cifar_run):
 def test_eval_writes_the_accuracy_table(cifar_run, tmp_path):
     run_dir, _ = cifar_run
     result = run_entry_point(
-        "eval.py", f"ckpt_path={run_dir / 'checkpoints/last.ckpt'}", "attack=literature", "attack.eps=[0,8]",
-        "attack.methods=[noise,fgsm,ifgsm]", "attack.losses=[ce,cw]", "logger.wandb.mode=disabled",
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints/last.ckpt'}",
+        "attack=literature",
+        "attack.eps=[0,8]",
+        "attack.methods=[noise,fgsm,ifgsm]",
+        "attack.losses=[ce,cw]",
+        "logger.wandb.mode=disabled",
         f"hydra.run.dir={tmp_path / 'eval'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]

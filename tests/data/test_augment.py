@@ -13,10 +13,10 @@ from lfm.data.augment import (
     CutoutSettings,
     RandomErasingSettings,
     batch_crop_flip,
-    crop_flip_by_gather,
-    crop_flip_by_slices,
     batch_cutout,
     batch_random_erasing,
+    crop_flip_by_gather,
+    crop_flip_by_slices,
 )
 from lfm.data.transforms import Cutout, random_erasing
 from lfm.errors import InputError
@@ -46,7 +46,10 @@ def batch_path(function, image: torch.Tensor) -> torch.Tensor:
 
 def offsets_and_flips(outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row shift, column shift, mirrored) of each crop of position_image(), read at its centre."""
-    centre_row, centre_column = outputs[:, 0, HEIGHT // 2, WIDTH // 2].long(), outputs[:, 1, HEIGHT // 2, WIDTH // 2].long()
+    centre_row, centre_column = (
+        outputs[:, 0, HEIGHT // 2, WIDTH // 2].long(),
+        outputs[:, 1, HEIGHT // 2, WIDTH // 2].long(),
+    )
     mirrored = outputs[:, 1, HEIGHT // 2, WIDTH // 2 + 1].long() < centre_column
     column_shift = torch.where(mirrored, centre_column - 1 - (WIDTH - 1 - WIDTH // 2), centre_column - 1 - WIDTH // 2)
     return centre_row - 1 - HEIGHT // 2, column_shift, mirrored
@@ -70,7 +73,7 @@ def test_pad_crop_flip_draws_the_offsets_and_mirrors_of_pad_randomcrop_and_flip(
     assert same_distribution(codes(pil_rows, pil_columns, pil_mirrored), codes(rows, columns, mirrored)) > SIGNIFICANCE
     padded = F.pad(image, (PAD,) * 4)
     for output, row, column, mirror in list(zip(batched, rows, columns, mirrored))[:200]:
-        crop = padded[:, PAD + row:PAD + row + HEIGHT, PAD + column:PAD + column + WIDTH]
+        crop = padded[:, PAD + row : PAD + row + HEIGHT, PAD + column : PAD + column + WIDTH]
         assert torch.equal(output, crop.flip(-1) if mirror else crop)
 
 
@@ -88,7 +91,9 @@ def test_random_erasing_draws_the_rectangles_of_torchvision():
     settings = RandomErasingSettings(p=0.6, scale=(0.02, 0.4), ratio=(0.3, 3.3), value=0.0)
     image = torch.ones(3, HEIGHT, WIDTH)
     pil = erased_boxes(pil_path(random_erasing(settings), image))
-    batched = erased_boxes(batch_path(lambda images, generator: batch_random_erasing(images, settings, generator), image))
+    batched = erased_boxes(
+        batch_path(lambda images, generator: batch_random_erasing(images, settings, generator), image)
+    )
     assert same_distribution(pil[0], batched[0]) > SIGNIFICANCE
     for pil_values, batched_values in zip(pil[1:], batched[1:]):
         assert same_distribution(pil_values[pil[0]], batched_values[batched[0]]) > SIGNIFICANCE
@@ -125,7 +130,9 @@ def test_augmentation_turns_uint8_batches_into_unit_floats_like_todtype():
 
 
 def test_augmentation_is_reproducible_from_the_generator_state():
-    augmentation = BatchAugmentation(pad=PAD, flip=True, random_erasing=RandomErasingSettings(p=0.5), cutout=CutoutSettings())
+    augmentation = BatchAugmentation(
+        pad=PAD, flip=True, random_erasing=RandomErasingSettings(p=0.5), cutout=CutoutSettings()
+    )
     images = position_image().expand(64, 3, HEIGHT, WIDTH).contiguous()
     generator = torch.Generator().manual_seed(5)
     augmentation(images, generator)
@@ -147,4 +154,6 @@ def test_crop_flip_by_slices_equals_the_gather_of_the_accelerator_path(dtype):
     top = torch.randint(-PAD, PAD + 1, (64,), generator=generator)
     left = torch.randint(-PAD, PAD + 1, (64,), generator=generator)
     mirrored = torch.rand(64, generator=generator) < 0.5
-    assert torch.equal(crop_flip_by_slices(images, top, left, mirrored), crop_flip_by_gather(images, top, left, mirrored))
+    assert torch.equal(
+        crop_flip_by_slices(images, top, left, mirrored), crop_flip_by_gather(images, top, left, mirrored)
+    )

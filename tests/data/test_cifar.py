@@ -29,8 +29,11 @@ def test_generated_dataset_is_cifar10_layout_and_deterministic(synthetic_root, t
 def test_cifar100_layout_is_read_with_fine_labels(tmp_path):
     rng = np.random.default_rng(0)
     for name, count in (("train", 20), ("test", 10)):
-        batch = {b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8), b"fine_labels": list(range(count)),
-                 b"coarse_labels": [0] * count}
+        batch = {
+            b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+            b"fine_labels": list(range(count)),
+            b"coarse_labels": [0] * count,
+        }
         (tmp_path / name).write_bytes(pickle.dumps(batch))
     images, labels = read_cifar_split(tmp_path, "cifar100", "test")
     assert images.shape == (10, 32, 32, 3) and labels.tolist() == list(range(10))

@@ -4,10 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import PROJECT_ROOT, assert_one_line_error, run_entry_point
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from helpers import PROJECT_ROOT, assert_one_line_error, run_entry_point
 from lfm.data.market import check_layout, read_split
 from lfm.errors import InputError
 
@@ -49,9 +49,9 @@ def test_each_subset_is_a_market_style_folder(cuhk03_np):
 
 
 def test_the_parent_folder_names_both_subsets(cuhk03_np):
-    with pytest.raises(InputError, match=(
-        f"for CUHK03-NP set data.root={cuhk03_np / 'labeled'} or data.root={cuhk03_np / 'detected'}"
-    )):
+    with pytest.raises(
+        InputError, match=(f"for CUHK03-NP set data.root={cuhk03_np / 'labeled'} or data.root={cuhk03_np / 'detected'}")
+    ):
         check_layout(cuhk03_np)
 
 
@@ -65,9 +65,16 @@ def test_data_option_points_at_its_subset(option, subset):
 def test_trains_end_to_end_with_debug_fast(cuhk03_np, tmp_path):
     run_dir = tmp_path / "run"
     result = run_entry_point(
-        "train.py", "experiment=lfm_resnet18_synthetic", "data=cuhk03_np_labeled", f"data.root={cuhk03_np / 'labeled'}",
-        "debug=fast", "data.image_size=[32,16]", "data.batch_size=4", "data.val_ids=2",
-        f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}",
+        "train.py",
+        "experiment=lfm_resnet18_synthetic",
+        "data=cuhk03_np_labeled",
+        f"data.root={cuhk03_np / 'labeled'}",
+        "debug=fast",
+        "data.image_size=[32,16]",
+        "data.batch_size=4",
+        "data.val_ids=2",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -76,7 +83,13 @@ def test_trains_end_to_end_with_debug_fast(cuhk03_np, tmp_path):
 
 
 def test_wrong_folder_gives_one_line(cuhk03_np, tmp_path):
-    result = run_entry_point("train.py", "data=cuhk03_np_labeled", f"data.root={cuhk03_np}", "debug=fast",
-                             f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_line_error(result, f"data.root={cuhk03_np} is missing bounding_box_train/",
-                          f"data.root={cuhk03_np / 'labeled'}")
+    result = run_entry_point(
+        "train.py",
+        "data=cuhk03_np_labeled",
+        f"data.root={cuhk03_np}",
+        "debug=fast",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert_one_line_error(
+        result, f"data.root={cuhk03_np} is missing bounding_box_train/", f"data.root={cuhk03_np / 'labeled'}"
+    )

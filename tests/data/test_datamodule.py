@@ -54,7 +54,9 @@ def test_no_validation_without_held_out_ids(tiny_market):
 
 @pytest.mark.parametrize("pipeline", ["tensor", "pil"])
 def test_identity_balanced_batches_hold_p_identities_of_k_images(tiny_market, pipeline):
-    datamodule = make_datamodule(tiny_market, sampler="identity_balanced", batch_size=8, num_instances=4, pipeline=pipeline)
+    datamodule = make_datamodule(
+        tiny_market, sampler="identity_balanced", batch_size=8, num_instances=4, pipeline=pipeline
+    )
     datamodule.setup("fit")
     for batch, _ in zip(datamodule.train_dataloader(), range(3)):
         counts = Counter(batch["label"].tolist())
@@ -69,7 +71,7 @@ def test_identity_balanced_sampler_is_reproducible_and_changes_per_epoch():
     sampler.set_epoch(1)
     assert list(sampler) != first
     assert len(first) == len(sampler)
-    groups = [first[i:i + 4] for i in range(0, len(first), 4)]
+    groups = [first[i : i + 4] for i in range(0, len(first), 4)]
     assert all(len({labels[index] for index in group}) == 1 for group in groups)
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_one_line_error, run_entry_point
 from PIL import Image
 
-from helpers import assert_one_line_error, run_entry_point
 from lfm.data import msmt17
 from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
@@ -24,7 +24,9 @@ def write_list(root: Path, folder: str, list_name: str, pids: range, images_per_
     for pid in pids:
         for camera in CAMERAS:
             for k in range(images_per_camera):
-                relative = f"{pid:04d}/{pid:04d}_{first_frame + k:03d}_{camera:02d}_0303morning_{first_frame + k:04d}_0.jpg"
+                relative = (
+                    f"{pid:04d}/{pid:04d}_{first_frame + k:03d}_{camera:02d}_0303morning_{first_frame + k:04d}_0.jpg"
+                )
                 (root / folder / relative).parent.mkdir(parents=True, exist_ok=True)
                 Image.new("RGB", (16, 32), (40 * pid % 256, 20 * camera, 60 * k % 256)).save(root / folder / relative)
                 lines.append(f"{relative} {pid}")
@@ -117,8 +119,15 @@ def test_listed_image_that_is_missing_is_named(msmt17_copy):
 @pytest.mark.parametrize("pipeline", ["tensor", "pil"])
 def test_datamodule_reads_the_layout_in_both_pipelines(msmt17_v1, tmp_path, pipeline):
     datamodule = ReIDDataModule(
-        str(msmt17_v1), layout="msmt17", image_size=(32, 16), batch_size=4, eval_batch_size=64, num_workers=0,
-        val_ids=2, pipeline=pipeline, cache_dir=str(tmp_path),
+        str(msmt17_v1),
+        layout="msmt17",
+        image_size=(32, 16),
+        batch_size=4,
+        eval_batch_size=64,
+        num_workers=0,
+        val_ids=2,
+        pipeline=pipeline,
+        cache_dir=str(tmp_path),
     )
     datamodule.setup()
     assert datamodule.num_classes == TRAIN_IDS - 2
@@ -128,7 +137,9 @@ def test_datamodule_reads_the_layout_in_both_pipelines(msmt17_v1, tmp_path, pipe
     assert batch["image"].shape == (TEST_IDS * 2 * 3, 3, 32, 16)
     assert batch["is_query"].sum() == TEST_IDS * 2
     assert set(batch["camid"].tolist()) == {3, 12}
-    assert torch.equal(batch["pid"][: TEST_IDS * 2], torch.tensor([s.pid for s in datamodule.test_set.samples[: TEST_IDS * 2]]))
+    assert torch.equal(
+        batch["pid"][: TEST_IDS * 2], torch.tensor([s.pid for s in datamodule.test_set.samples[: TEST_IDS * 2]])
+    )
 
 
 def test_unknown_layout_or_synthetic_msmt17_names_the_key(msmt17_v1):
@@ -141,8 +152,15 @@ def test_unknown_layout_or_synthetic_msmt17_names_the_key(msmt17_v1):
 def test_trains_end_to_end_with_debug_fast(msmt17_v1, tmp_path):
     run_dir = tmp_path / "run"
     result = run_entry_point(
-        "train.py", "experiment=lfm_resnet18_synthetic", "data=msmt17", f"data.root={msmt17_v1}", "debug=fast",
-        "data.image_size=[32,16]", "data.batch_size=4", "data.val_ids=2", f"data.cache_dir={tmp_path / 'cache'}",
+        "train.py",
+        "experiment=lfm_resnet18_synthetic",
+        "data=msmt17",
+        f"data.root={msmt17_v1}",
+        "debug=fast",
+        "data.image_size=[32,16]",
+        "data.batch_size=4",
+        "data.val_ids=2",
+        f"data.cache_dir={tmp_path / 'cache'}",
         f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -155,6 +173,7 @@ def test_trains_end_to_end_with_debug_fast(msmt17_v1, tmp_path):
 
 
 def test_wrong_folder_gives_one_line(tiny_market, tmp_path):
-    result = run_entry_point("train.py", "data=msmt17", f"data.root={tiny_market}", "debug=fast",
-                             f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_entry_point(
+        "train.py", "data=msmt17", f"data.root={tiny_market}", "debug=fast", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert_one_line_error(result, f"data.root={tiny_market} holds no MSMT17 image folders", "mask_train_v2/")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import PROJECT_ROOT, TINY_SCALE
 from PIL import Image
 
-from helpers import PROJECT_ROOT, TINY_SCALE
 from lfm.data import synthetic
 from lfm.data.market import read_split
 from lfm.data.synthetic import (
@@ -32,10 +32,20 @@ MICRO = 0.03
 EXACT_TOTALS = ("num_train_images", "num_query_images", "num_gallery_images")
 # The real datasets as our reader sees them: (images, ids with pid > 0, cameras) per split, junk dropped.
 REAL_COUNTS = {
-    "market1501_scale": {"train": (12936, 751, 6), "query": (3368, 750, 6), "gallery": (15913, 750, 6),
-                         "distractor_images": 2793, "junk_images": 3819},
-    "dukemtmc_scale": {"train": (16522, 702, 8), "query": (2228, 702, 8), "gallery": (17661, 1110, 8),
-                       "distractor_images": 0, "junk_images": 0},
+    "market1501_scale": {
+        "train": (12936, 751, 6),
+        "query": (3368, 750, 6),
+        "gallery": (15913, 750, 6),
+        "distractor_images": 2793,
+        "junk_images": 3819,
+    },
+    "dukemtmc_scale": {
+        "train": (16522, 702, 8),
+        "query": (2228, 702, 8),
+        "gallery": (17661, 1110, 8),
+        "distractor_images": 0,
+        "junk_images": 0,
+    },
 }
 
 
@@ -206,10 +216,14 @@ def test_scaled_keeps_every_kind_of_image():
 def test_scale_presets_plan_the_real_datasets_counts(name):
     preset = SYNTHETIC_PRESETS[name]
     shots = synthetic._plan(preset, seed=0)
-    read = {split: [(shot.pid, shot.camera) for shot in shots if shot.split == folder and shot.pid != -1]
-            for split, folder in zip(("train", "query", "gallery"), SPLITS)}
-    counts = {split: (len(entries), len({pid for pid, _ in entries if pid > 0}), len({camera for _, camera in entries}))
-              for split, entries in read.items()}
+    read = {
+        split: [(shot.pid, shot.camera) for shot in shots if shot.split == folder and shot.pid != -1]
+        for split, folder in zip(("train", "query", "gallery"), SPLITS)
+    }
+    counts = {
+        split: (len(entries), len({pid for pid, _ in entries if pid > 0}), len({camera for _, camera in entries}))
+        for split, entries in read.items()
+    }
     counts["distractor_images"] = sum(pid == 0 for pid, _ in read["gallery"])
     counts["junk_images"] = sum(shot.pid == -1 for shot in shots)
     assert counts == REAL_COUNTS[name]
@@ -224,10 +238,16 @@ def test_scaled_scale_preset_is_read_with_its_exact_counts(name, tmp_path):
     root = generate_synthetic_reid(tmp_path / name, preset, seed=0)
     train, query, gallery = (read_split(root, split) for split in ("train", "query", "gallery"))
     ids = [{sample.pid for sample in samples if sample.pid > 0} for samples in (train, query, gallery)]
-    assert [len(train), len(query), len(gallery)] == [preset.num_train_images, preset.num_query_images,
-                                                      preset.num_gallery_images]
-    assert [len(found) for found in ids] == [preset.num_train_ids, preset.num_test_ids,
-                                             preset.num_test_ids + preset.num_distractor_ids]
+    assert [len(train), len(query), len(gallery)] == [
+        preset.num_train_images,
+        preset.num_query_images,
+        preset.num_gallery_images,
+    ]
+    assert [len(found) for found in ids] == [
+        preset.num_train_ids,
+        preset.num_test_ids,
+        preset.num_test_ids + preset.num_distractor_ids,
+    ]
     assert sum(sample.pid == 0 for sample in gallery) == preset.num_distractor_images
     assert len(list((root / "bounding_box_test").glob("-1_*.jpg"))) == preset.num_junk_images
     entries = [[(sample.pid, sample.camid) for sample in samples] for samples in (query, gallery)]
@@ -261,8 +281,9 @@ def test_presets_without_exact_totals_keep_their_marker(tiny_market):
     assert set(EXACT_TOTALS).isdisjoint(marker["preset"])
 
 
-@pytest.mark.parametrize(("config", "name"), [("synthetic_market1501", "market1501_scale"),
-                                              ("synthetic_dukemtmc", "dukemtmc_scale")])
+@pytest.mark.parametrize(
+    ("config", "name"), [("synthetic_market1501", "market1501_scale"), ("synthetic_dukemtmc", "dukemtmc_scale")]
+)
 def test_scale_configs_select_the_scale_presets(config, name):
     data = yaml.safe_load((PROJECT_ROOT / "conf" / "data" / f"{config}.yaml").read_text())
     assert data["synthetic"]["preset"] == name and name in SYNTHETIC_PRESETS

@@ -33,8 +33,13 @@ def test_cutout_probability_zero_is_identity():
 
 
 def test_random_erasing_and_cutout_are_added_to_the_training_transform():
-    transform = train_transform((32, 16), pad=0, flip=False, random_erasing_settings=RandomErasingSettings(p=1.0),
-                                cutout_settings=CutoutSettings(p=0.0))
+    transform = train_transform(
+        (32, 16),
+        pad=0,
+        flip=False,
+        random_erasing_settings=RandomErasingSettings(p=1.0),
+        cutout_settings=CutoutSettings(p=0.0),
+    )
     names = [type(step).__name__ for step in transform.transforms]
     assert names[-2:] == ["RandomErasing", "Cutout"]
     erased = transform(Image.new("RGB", (16, 32), (255, 255, 255)))

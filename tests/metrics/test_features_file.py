@@ -46,8 +46,9 @@ def test_command_line_reproduces_the_evaluation_with_the_files_settings(feature_
     q, g = data["is_query"], ~data["is_query"]
     ids = (data["pids"][q], data["pids"][g], data["camids"][q], data["camids"][g])
     plain = evaluate_features(data["features"][q], data["features"][g], *ids, distance="euclidean", ap="trapezoid")
-    reranked = evaluate_features(data["features"][q], data["features"][g], *ids, distance="euclidean", ap="trapezoid",
-                                 rerank={"k1": 6, "k2": 2})
+    reranked = evaluate_features(
+        data["features"][q], data["features"][g], *ids, distance="euclidean", ap="trapezoid", rerank={"k1": 6, "k2": 2}
+    )
     main([str(path), "--rerank", "--json"])
     printed = json.loads(capsys.readouterr().out)
     assert printed["mAP"] == plain["mAP"] and printed["mINP"] == plain["mINP"]

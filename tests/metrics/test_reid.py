@@ -287,7 +287,9 @@ def test_evaluate_features_in_small_chunks_equals_the_dense_evaluation(monkeypat
 def test_evaluate_features_reranked_equals_ranking_the_reranked_distance():
     features, pids, camids, is_query, _ = labelled_features(3, num=300)
     query, gallery, *ids = split_features(features, pids, camids, is_query)
-    distances = [pairwise_distance(a, b, "euclidean") for a, b in ((query, gallery), (query, query), (gallery, gallery))]
+    distances = [
+        pairwise_distance(a, b, "euclidean") for a, b in ((query, gallery), (query, query), (gallery, gallery))
+    ]
     expected = evaluate_ranking(k_reciprocal_rerank(*distances, k1=8, k2=3), *ids)
     actual = evaluate_features(query, gallery, *ids, distance="euclidean", rerank={"k1": 8, "k2": 3})
     for key in ("rank1", "rank5", "mAP", "mINP"):

@@ -37,8 +37,13 @@ def assert_agrees(ours: np.ndarray, reference: np.ndarray):
 
 @pytest.mark.parametrize(
     ("seed", "num_query", "num_gallery", "k1", "k2", "lambda_value"),
-    [(0, 40, 200, 20, 6, 0.3), (1, 60, 300, 20, 6, 0.3), (2, 30, 150, 5, 1, 0.5), (3, 30, 150, 7, 3, 0.1),
-     (4, 25, 120, 20, 30, 0.3)],
+    [
+        (0, 40, 200, 20, 6, 0.3),
+        (1, 60, 300, 20, 6, 0.3),
+        (2, 30, 150, 5, 1, 0.5),
+        (3, 30, 150, 7, 3, 0.1),
+        (4, 25, 120, 20, 30, 0.3),
+    ],
 )
 def test_agrees_with_the_reference_implementation(seed, num_query, num_gallery, k1, k2, lambda_value):
     distances = distance_matrices(*clustered(seed, num_query, num_gallery))
@@ -79,8 +84,12 @@ def test_lambda_one_is_the_normalised_squared_distance():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"k1": 0}, "k1 must be a positive int"), ({"k2": 2.5}, "k2 must be a positive int"),
-     ({"lambda_value": 1.5}, r"lambda_value must be in \[0, 1\]"), ({"k1": 500}, "must not exceed the 100")],
+    [
+        ({"k1": 0}, "k1 must be a positive int"),
+        ({"k2": 2.5}, "k2 must be a positive int"),
+        ({"lambda_value": 1.5}, r"lambda_value must be in \[0, 1\]"),
+        ({"k1": 500}, "must not exceed the 100"),
+    ],
 )
 def test_bad_settings_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):

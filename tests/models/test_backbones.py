@@ -71,14 +71,20 @@ def test_timm_last_stride_one_doubles_the_final_map(backbone):
     assert unstrided[1] == strided[1]
 
 
-@pytest.mark.parametrize(("backbone", "stage"), [("timm:convnext_atto", "stages.3"), ("timm:efficientnet_b0", "blocks.6")])
+@pytest.mark.parametrize(
+    ("backbone", "stage"), [("timm:convnext_atto", "stages.3"), ("timm:efficientnet_b0", "blocks.6")]
+)
 def test_timm_last_stride_one_refused_where_it_cannot_be_changed(backbone, stage):
-    with pytest.raises(InputError, match=rf"model.last_stride=1 is not available for {backbone}: its last stage \({stage}\)"):
+    with pytest.raises(
+        InputError, match=rf"model.last_stride=1 is not available for {backbone}: its last stage \({stage}\)"
+    ):
         meta_backbone(backbone, last_stride=1)
 
 
 def test_unknown_timm_model_suggests_close_names():
-    with pytest.raises(InputError, match=r"unknown timm model 'resnet50x' \(key model.backbone=timm:resnet50x\); did you mean resnet50"):
+    with pytest.raises(
+        InputError, match=r"unknown timm model 'resnet50x' \(key model.backbone=timm:resnet50x\); did you mean resnet50"
+    ):
         meta_backbone("timm:resnet50x")
 
 
@@ -90,7 +96,9 @@ def test_timm_model_without_a_feature_map_is_refused():
 def test_unknown_insertion_point_lists_timm_stages_first():
     with torch.device("meta"), pytest.raises(InputError) as error:
         ReIDNet("timm:regnetx_002", num_classes=3, lfm={**LFM, "after": "layer1"})
-    assert "model.lfm.after: unknown insertion point 'layer1' for RegNet; valid names: stem, s1, s2, s3, s4, " in str(error.value)
+    assert "model.lfm.after: unknown insertion point 'layer1' for RegNet; valid names: stem, s1, s2, s3, s4, " in str(
+        error.value
+    )
 
 
 def test_timm_weights_from_a_file_with_their_classifier(tmp_path):
@@ -137,9 +145,13 @@ def release_state_dict(layers: tuple[int, ...], device: str = "cpu") -> dict:
         return torch.randn(*shape, device=device)
 
     def batch_norm(prefix, channels):
-        return {f"{prefix}.weight": tensor(channels), f"{prefix}.bias": tensor(channels),
-                f"{prefix}.running_mean": tensor(channels), f"{prefix}.running_var": tensor(channels).abs(),
-                f"{prefix}.num_batches_tracked": torch.tensor(0, device=device)}
+        return {
+            f"{prefix}.weight": tensor(channels),
+            f"{prefix}.bias": tensor(channels),
+            f"{prefix}.running_mean": tensor(channels),
+            f"{prefix}.running_var": tensor(channels).abs(),
+            f"{prefix}.num_batches_tracked": torch.tensor(0, device=device),
+        }
 
     state = {"conv1.weight": tensor(64, 3, 7, 7), **batch_norm("bn1", 64)}
     inplanes = 64
@@ -148,7 +160,10 @@ def release_state_dict(layers: tuple[int, ...], device: str = "cpu") -> dict:
             block = f"layer{stage}.{index}"
             state[f"{block}.conv1.weight"] = tensor(planes, inplanes, 1, 1)
             if stage <= 3:
-                state[f"{block}.bn1.IN.weight"], state[f"{block}.bn1.IN.bias"] = tensor(planes // 2), tensor(planes // 2)
+                state[f"{block}.bn1.IN.weight"], state[f"{block}.bn1.IN.bias"] = (
+                    tensor(planes // 2),
+                    tensor(planes // 2),
+                )
                 state.update(batch_norm(f"{block}.bn1.BN", planes - planes // 2))
             else:
                 state.update(batch_norm(f"{block}.bn1", planes))
@@ -176,9 +191,19 @@ def test_ibn_a_has_the_published_architecture(name):
     with_fc = sum(parameter.numel() for parameter in backbone.parameters()) + 2048 * 1000 + 1000
     assert with_fc == {"resnet50_ibn_a": 25_557_032, "resnet101_ibn_a": 44_549_160}[name]
     shapes = stage_shapes(backbone, ["maxpool", "layer1", "layer2", "layer3", "layer4"])
-    assert shapes == {"maxpool": (64, 56, 56), "layer1": (256, 56, 56), "layer2": (512, 28, 28),
-                      "layer3": (1024, 14, 14), "layer4": (2048, 7, 7)}
-    assert tuple(meta_backbone(name, last_stride=1)(torch.empty(1, 3, 224, 224, device="meta")).shape) == (1, 2048, 14, 14)
+    assert shapes == {
+        "maxpool": (64, 56, 56),
+        "layer1": (256, 56, 56),
+        "layer2": (512, 28, 28),
+        "layer3": (1024, 14, 14),
+        "layer4": (2048, 7, 7),
+    }
+    assert tuple(meta_backbone(name, last_stride=1)(torch.empty(1, 3, 224, 224, device="meta")).shape) == (
+        1,
+        2048,
+        14,
+        14,
+    )
 
 
 def test_ibn_layer_normalises_the_first_half_per_instance():

@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-
 from helpers import assert_one_line_error, run_entry_point
 
 
@@ -12,8 +11,15 @@ def short_run(tiny_market, tmp_path, *overrides: str):
     data = tmp_path / "market"
     shutil.copytree(tiny_market, data)
     return run_entry_point(
-        "train.py", "experiment=lfm_resnet18_synthetic", "debug=fast", "data=market1501", f"data.root={data}",
-        "data.image_size=[64,32]", "data.val_ids=3", *overrides, f"hydra.run.dir={tmp_path / 'run'}",
+        "train.py",
+        "experiment=lfm_resnet18_synthetic",
+        "debug=fast",
+        "data=market1501",
+        f"data.root={data}",
+        "data.image_size=[64,32]",
+        "data.val_ids=3",
+        *overrides,
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
 
 
@@ -43,17 +49,28 @@ def test_ibn_a_resnet_trains_and_tests(tiny_market, tmp_path):
     ("overrides", "fragments"),
     [
         (("model.backbone=timm:not_a_model",), ("unknown timm model 'not_a_model'", "model.backbone")),
-        (("model.backbone=timm:resnet18d", "model.lfm.after=layer9"),
-         ("model.lfm.after: unknown insertion point 'layer9'", "valid names: act1, layer1, layer2, layer3, layer4, conv1")),
-        (("model.backbone=timm:convnext_atto", "model.lfm.after=stages.0", "model.last_stride=1"),
-         ("model.last_stride=1 is not available for timm:convnext_atto",)),
+        (
+            ("model.backbone=timm:resnet18d", "model.lfm.after=layer9"),
+            (
+                "model.lfm.after: unknown insertion point 'layer9'",
+                "valid names: act1, layer1, layer2, layer3, layer4, conv1",
+            ),
+        ),
+        (
+            ("model.backbone=timm:convnext_atto", "model.lfm.after=stages.0", "model.last_stride=1"),
+            ("model.last_stride=1 is not available for timm:convnext_atto",),
+        ),
     ],
 )
 def test_bad_timm_settings_stop_before_any_data_work(tmp_path, overrides, fragments):
     """The start-up check builds the timm model on the meta device: a bad name fails at once,
     even before the (here missing) dataset is looked at."""
     result = run_entry_point(
-        "train.py", "experiment=lfm_resnet18_synthetic", "data=market1501", "data.root=/nonexistent",
-        *overrides, f"hydra.run.dir={tmp_path / 'run'}",
+        "train.py",
+        "experiment=lfm_resnet18_synthetic",
+        "data=market1501",
+        "data.root=/nonexistent",
+        *overrides,
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_one_line_error(result, *fragments)

@@ -16,8 +16,11 @@ def test_small_input_stem_keeps_32x32_resolution_and_lfm_masks_it():
     conv1 = net.backbone.conv1
     assert conv1.kernel_size == (3, 3) and conv1.stride == (1, 1) and isinstance(net.backbone.maxpool, nn.Identity)
     images = torch.rand(2, 3, 32, 32)
-    assert net.backbone.layer4(net.backbone.layer3(net.backbone.layer2(net.backbone.layer1(
-        net.backbone.relu(net.backbone.bn1(conv1(images))))))).shape[-2:] == (4, 4)
+    assert net.backbone.layer4(
+        net.backbone.layer3(
+            net.backbone.layer2(net.backbone.layer1(net.backbone.relu(net.backbone.bn1(conv1(images)))))
+        )
+    ).shape[-2:] == (4, 4)
     net.train()
     trained = net(images)
     net.eval()

@@ -65,6 +65,7 @@ def test_lfm_changes_the_named_layers_output_and_nothing_before_it():
         def hook(_module, _inputs, output):
             order.append(key[1])
             outputs[key] = output
+
         return hook
 
     for label, model in (("masked", masked), ("plain", plain)):

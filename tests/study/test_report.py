@@ -11,7 +11,9 @@ from lfm.study.spec import load_study, study_steps
 from lfm.study.stats import student_t_quantile
 
 STUDY = {
-    "name": "made", "seeds": [0, 1, 2], "baseline": "baseline",
+    "name": "made",
+    "seeds": [0, 1, 2],
+    "baseline": "baseline",
     "methods": {"baseline": [], "lfm": [], "worse": []},
     "domains": [{"train": "synthetic_market", "cross": ["synthetic_duke"]}],
     "attack_overrides": ["attack=literature"],
@@ -39,14 +41,24 @@ def make_runs(tmp_path):
             value = IN_DOMAIN[step.method][index]
             (run_dir / "config.yaml").write_text(
                 "data: {image_size: [64, 32], batch_size: 32}\nmodel: {backbone: resnet18, pretrained: false, "
-                "optimizer: {name: sgd, lr: 0.05}, scheduler: {name: cosine}}\ntrainer: {max_epochs: 12, precision: 32-true}\n")
+                "optimizer: {name: sgd, lr: 0.05}, scheduler: {name: cosine}}\ntrainer: {max_epochs: 12, precision: 32-true}\n"
+            )
         elif step.kind == "cross":
             value = CROSS[step.method][index]
         else:
             value = IN_DOMAIN[step.method][index]
             rows = [{"mode": "white-box", "method": "clean", "loss": "none", "eps": 0.0, "mAP": value, "rank1": value}]
-            rows += [{"mode": "white-box", "method": "ifgsm", "loss": "sma", "eps": eps, "mAP": value / (1 + eps),
-                      "rank1": value / (1 + eps)} for eps in (2.0, 8.0)]
+            rows += [
+                {
+                    "mode": "white-box",
+                    "method": "ifgsm",
+                    "loss": "sma",
+                    "eps": eps,
+                    "mAP": value / (1 + eps),
+                    "rank1": value / (1 + eps),
+                }
+                for eps in (2.0, 8.0)
+            ]
             (run_dir / "robustness.json").write_text(json.dumps({"rows": rows}))
         (run_dir / "metrics.json").write_text(json.dumps({"test/mAP": value, "test/rank1": value + 0.2}))
     return spec, tmp_path / "out"
@@ -60,21 +72,30 @@ def read(path):
 def test_summary_and_claims_follow_from_the_files(tmp_path):
     spec, out_dir = make_runs(tmp_path)
     report = write_report(spec, out_dir, {"steps": {}}).read_text()
-    summary = {(r["question"], r["setting"], r["method"], r["metric"]): r for r in read(out_dir / "tables" / "summary.csv")}
+    summary = {
+        (r["question"], r["setting"], r["method"], r["metric"]): r for r in read(out_dir / "tables" / "summary.csv")
+    }
     lfm = summary[("in_domain", "synthetic_market", "lfm", "mAP")]
     assert float(lfm["mean"]) == pytest.approx(0.46)
     assert float(lfm["std"]) == pytest.approx(0.01)
     assert float(lfm["diff_to_baseline"]) == pytest.approx(0.05)
-    half = student_t_quantile(0.975, 2) * 0.01 / math.sqrt(3)       # differences 0.05, 0.04, 0.06
+    half = student_t_quantile(0.975, 2) * 0.01 / math.sqrt(3)  # differences 0.05, 0.04, 0.06
     assert float(lfm["diff_low"]) == pytest.approx(0.05 - half)
     assert float(summary[("in_domain", "synthetic_market", "lfm", "rank1")]["mean"]) == pytest.approx(0.66)
     robust = summary[("robustness", "synthetic_market: mean over attacks", "lfm", "mAP")]
     assert float(robust["mean"]) == pytest.approx(sum(v / 3 + v / 9 for v in IN_DOMAIN["lfm"]) / 2 / 3)
     assert ("robustness", "synthetic_market: ifgsm/sma eps8", "lfm", "mAP") in summary
     claims = {row["claim"]: row["verdict"] for row in read(out_dir / "tables" / "claims.csv")}
-    assert claims == {"LFM helps": "held", "worse hurts": "contradicted", "LFM is robust": "held",
-                      "LFM transfers": "not shown"}
-    assert "- Held on this data: LFM helps (synthetic_market); LFM is robust (synthetic_market: mean over attacks)." in report
+    assert claims == {
+        "LFM helps": "held",
+        "worse hurts": "contradicted",
+        "LFM is robust": "held",
+        "LFM transfers": "not shown",
+    }
+    assert (
+        "- Held on this data: LFM helps (synthetic_market); LFM is robust (synthetic_market: mean over attacks)."
+        in report
+    )
     assert "| lfm | 3 | 0.4600 ± 0.0100 |" in report
     assert "synthetic_market -> synthetic_duke" in report
     assert "ResNet18" in report or "resnet18" in report

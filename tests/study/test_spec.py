@@ -26,8 +26,10 @@ def write(tmp_path, content) -> str:
 def test_steps_cover_every_method_seed_and_test_set_in_seed_order(tmp_path):
     steps = study_steps(load_study(write(tmp_path, VALID)))
     assert [step.key for step in steps[:3]] == [
-        "synthetic_market/baseline/seed0/train", "synthetic_market/baseline/seed0/cross_synthetic_duke",
-        "synthetic_market/baseline/seed0/attack"]
+        "synthetic_market/baseline/seed0/train",
+        "synthetic_market/baseline/seed0/cross_synthetic_duke",
+        "synthetic_market/baseline/seed0/attack",
+    ]
     assert len(steps) == 2 * 2 * 3
     assert [step.seed for step in steps] == [0] * 6 + [1] * 6
 
@@ -37,16 +39,25 @@ def test_no_attack_overrides_means_no_attack_step(tmp_path):
     assert {step.kind for step in steps} == {"train", "cross"}
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"seeds": []}, "seeds must be a non-empty list"),
-    ({"seeds": [0, 0]}, "distinct integers"),
-    ({"baseline": "nothing"}, "baseline='nothing' is not one of the methods"),
-    ({"domains": [{"train": "market9"}]}, "domains[0].train='market9' is not a data config"),
-    ({"domains": [{"train": "synthetic_market", "cross": ["duke9"]}]}, "domains[0].cross='duke9'"),
-    ({"methods": {"baseline": "experiment=x"}}, "methods.baseline must be a list of Hydra overrides"),
-    ({"claims": [{"text": "t", "question": "speed", "method": "lfm", "reference": "baseline"}]}, "claims[0].question='speed'"),
-    ({"claims": [{"text": "t", "question": "in_domain", "method": "lfm9", "reference": "baseline"}]}, "claims[0].method='lfm9'"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seeds": []}, "seeds must be a non-empty list"),
+        ({"seeds": [0, 0]}, "distinct integers"),
+        ({"baseline": "nothing"}, "baseline='nothing' is not one of the methods"),
+        ({"domains": [{"train": "market9"}]}, "domains[0].train='market9' is not a data config"),
+        ({"domains": [{"train": "synthetic_market", "cross": ["duke9"]}]}, "domains[0].cross='duke9'"),
+        ({"methods": {"baseline": "experiment=x"}}, "methods.baseline must be a list of Hydra overrides"),
+        (
+            {"claims": [{"text": "t", "question": "speed", "method": "lfm", "reference": "baseline"}]},
+            "claims[0].question='speed'",
+        ),
+        (
+            {"claims": [{"text": "t", "question": "in_domain", "method": "lfm9", "reference": "baseline"}]},
+            "claims[0].method='lfm9'",
+        ),
+    ],
+)
 def test_bad_study_files_name_the_key(tmp_path, change, message):
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_study(write(tmp_path, {**VALID, **change}))

@@ -6,7 +6,9 @@ import pytest
 from lfm.study.stats import paired_difference, student_t_cdf, student_t_quantile, summarize
 
 
-@pytest.mark.parametrize(("df", "expected"), [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)])
+@pytest.mark.parametrize(
+    ("df", "expected"), [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)]
+)
 def test_t_quantile_matches_tables(df, expected):
     assert student_t_quantile(0.975, df) == pytest.approx(expected, abs=1e-5)
 
@@ -25,7 +27,7 @@ def test_summarize_gives_the_sample_standard_deviation():
 
 
 def test_paired_difference_pairs_by_seed_and_uses_the_t_interval():
-    method = {0: 0.50, 1: 0.55, 2: 0.61, 7: 0.9}       # seed 7 has no reference: not used
+    method = {0: 0.50, 1: 0.55, 2: 0.61, 7: 0.9}  # seed 7 has no reference: not used
     reference = {0: 0.45, 1: 0.52, 2: 0.55}
     difference = paired_difference(method, reference)
     differences = [0.05, 0.03, 0.06]

@@ -17,20 +17,37 @@ TINY = [f"data.synthetic.scale={TINY_SCALE}", "data.image_size=[64,32]", "data.v
 def study(tmp_path_factory):
     base = tmp_path_factory.mktemp("study")
     study_file = base / "smoke.yaml"
-    study_file.write_text(json.dumps({
-        "name": "smoke",
-        "seeds": [0],
-        "baseline": "baseline",
-        "methods": {"baseline": ["experiment=baseline_resnet18_synthetic"],
-                    "lfm_paper": ["experiment=lfm_resnet18_synthetic"]},
-        "domains": [{"train": "synthetic_market", "cross": ["synthetic_duke"]}],
-        "train_overrides": [*TINY, f"paths.data_dir={base / 'data'}"],
-        "eval_overrides": [f"paths.data_dir={base / 'data'}", "logger=csv"],
-        "cross_overrides": [f"data.synthetic.scale={TINY_SCALE}", "data.num_workers=0"],
-        "attack_overrides": ["attack=literature", "attack.methods=[fgsm]", "attack.losses=[sma]", "attack.eps=[2,8]"],
-        "claims": [{"text": "LFM improves in-domain re-ID", "question": "in_domain",
-                    "method": "lfm_paper", "reference": "baseline"}],
-    }))
+    study_file.write_text(
+        json.dumps(
+            {
+                "name": "smoke",
+                "seeds": [0],
+                "baseline": "baseline",
+                "methods": {
+                    "baseline": ["experiment=baseline_resnet18_synthetic"],
+                    "lfm_paper": ["experiment=lfm_resnet18_synthetic"],
+                },
+                "domains": [{"train": "synthetic_market", "cross": ["synthetic_duke"]}],
+                "train_overrides": [*TINY, f"paths.data_dir={base / 'data'}"],
+                "eval_overrides": [f"paths.data_dir={base / 'data'}", "logger=csv"],
+                "cross_overrides": [f"data.synthetic.scale={TINY_SCALE}", "data.num_workers=0"],
+                "attack_overrides": [
+                    "attack=literature",
+                    "attack.methods=[fgsm]",
+                    "attack.losses=[sma]",
+                    "attack.eps=[2,8]",
+                ],
+                "claims": [
+                    {
+                        "text": "LFM improves in-domain re-ID",
+                        "question": "in_domain",
+                        "method": "lfm_paper",
+                        "reference": "baseline",
+                    }
+                ],
+            }
+        )
+    )
     out_dir = base / "out"
     command, env = entry_point("study.py", str(study_file), "--out", str(out_dir), "--jobs", "2")
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -40,17 +57,25 @@ def study(tmp_path_factory):
 
 def read_csv(path):
     import csv
+
     with path.open() as handle:
         return list(csv.DictReader(handle))
 
 
 def test_every_step_ran_and_the_report_exists(study):
-    study_file, out_dir, _, _ = study
+    _study_file, out_dir, _, _ = study
     state = json.loads((out_dir / "study_state.json").read_text())
     assert len(state["steps"]) == 6
     assert all(record["status"] == "finished" for record in state["steps"].values())
     report = (out_dir / "report.md").read_text()
-    for heading in ("## Verdicts", "## In-domain", "## Cross-domain", "## Under white-box attack", "## Setup", "## Reproduce"):
+    for heading in (
+        "## Verdicts",
+        "## In-domain",
+        "## Cross-domain",
+        "## Under white-box attack",
+        "## Setup",
+        "## Reproduce",
+    ):
         assert heading in report
     assert "- Untested (one seed gives no interval): LFM improves in-domain re-ID (synthetic_market)." in report
     for figure in ("in_domain.png", "cross_domain.png", "robustness.png"):
@@ -77,8 +102,14 @@ def test_the_tables_equal_the_runs_metrics_files(study):
     runs = out_dir / "runs" / "synthetic_market"
 
     def cell(question, method, metric, setting=None):
-        return next(float(row["mean"]) for row in summary if row["question"] == question and row["method"] == method
-                    and row["metric"] == metric and (setting is None or row["setting"] == setting))
+        return next(
+            float(row["mean"])
+            for row in summary
+            if row["question"] == question
+            and row["method"] == method
+            and row["metric"] == metric
+            and (setting is None or row["setting"] == setting)
+        )
 
     for method in ("baseline", "lfm_paper"):
         trained = json.loads((runs / method / "seed0" / "train" / "metrics.json").read_text())
@@ -89,8 +120,11 @@ def test_the_tables_equal_the_runs_metrics_files(study):
         attacked = json.loads((runs / method / "seed0" / "attack" / "metrics.json").read_text())
         eps8 = attacked["attack/fgsm/sma/eps8/mAP"]
         assert cell("robustness", method, "mAP", "synthetic_market: fgsm/sma eps8") == pytest.approx(eps8, abs=1e-12)
-    difference = next(float(row["diff_to_baseline"]) for row in summary
-                      if row["question"] == "in_domain" and row["method"] == "lfm_paper" and row["metric"] == "mAP")
+    difference = next(
+        float(row["diff_to_baseline"])
+        for row in summary
+        if row["question"] == "in_domain" and row["method"] == "lfm_paper" and row["metric"] == "mAP"
+    )
     assert difference == pytest.approx(cell("in_domain", "lfm_paper", "mAP") - cell("in_domain", "baseline", "mAP"))
     claims = read_csv(out_dir / "tables" / "claims.csv")
     assert [row["verdict"] for row in claims] == ["untested (one seed)"]
@@ -99,13 +133,16 @@ def test_the_tables_equal_the_runs_metrics_files(study):
 def test_the_cross_domain_evaluation_reads_the_trained_image_size(study):
     _, out_dir, _, _ = study
     import yaml
-    config = yaml.safe_load((out_dir / "runs/synthetic_market/baseline/seed0/cross_synthetic_duke/config.yaml").read_text())
+
+    config = yaml.safe_load(
+        (out_dir / "runs/synthetic_market/baseline/seed0/cross_synthetic_duke/config.yaml").read_text()
+    )
     assert config["data"]["name"] == "synthetic_duke"
     assert config["data"]["image_size"] == [64, 32]
 
 
 def test_running_again_skips_finished_steps_and_redoes_a_lost_one(study):
-    study_file, out_dir, command, env = study
+    _study_file, out_dir, command, env = study
     lost = out_dir / "runs/synthetic_market/lfm_paper/seed0/attack"
     (lost / "metrics.json").unlink()
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -120,5 +157,12 @@ def test_the_embedded_and_full_studies_are_valid():
     for name in ("embedded", "full"):
         spec = load_study(name)
         assert len(spec.seeds) >= 3
-        assert {"baseline", "lfm_paper", "lfm_official", "dropout2d", "dropblock", "random_erasing",
-                "lfm_random_erasing"} <= set(spec.methods)
+        assert {
+            "baseline",
+            "lfm_paper",
+            "lfm_official",
+            "dropout2d",
+            "dropblock",
+            "random_erasing",
+            "lfm_random_erasing",
+        } <= set(spec.methods)

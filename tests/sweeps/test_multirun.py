@@ -2,17 +2,26 @@
 
 import json
 
-from hydra import compose, initialize_config_dir
-
 from helpers import PROJECT_ROOT, TINY_SCALE, run_entry_point
+from hydra import compose, initialize_config_dir
 
 
 def test_multirun_survives_a_failing_job_and_closes_each_wandb_run(tmp_path):
     sweep_dir = tmp_path / "multirun"
     result = run_entry_point(
-        "train.py", "-m", "experiment=lfm_resnet18_synthetic", "debug=fast", f"data.synthetic.scale={TINY_SCALE}",
-        "data.image_size=[64,32]", "data.val_ids=3", "logger.wandb.mode=offline", "model.lfm.after=layer1", "test=false",
-        f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep_dir}", "model.lfm.mask_ratio=0.25,1.5,0.5",
+        "train.py",
+        "-m",
+        "experiment=lfm_resnet18_synthetic",
+        "debug=fast",
+        f"data.synthetic.scale={TINY_SCALE}",
+        "data.image_size=[64,32]",
+        "data.val_ids=3",
+        "logger.wandb.mode=offline",
+        "model.lfm.after=layer1",
+        "test=false",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "model.lfm.mask_ratio=0.25,1.5,0.5",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "error: " in result.stderr and "mask_ratio" in result.stderr
@@ -30,8 +39,11 @@ def test_multirun_survives_a_failing_job_and_closes_each_wandb_run(tmp_path):
 
 def test_the_slurm_launcher_config_composes_without_the_plugin_installed():
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name="train",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1

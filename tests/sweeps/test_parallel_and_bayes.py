@@ -16,9 +16,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import PROJECT_ROOT
 from rich.console import Console
 
-from helpers import PROJECT_ROOT
 from lfm.jobs.executors import LocalExecutor, SlurmExecutor, SlurmOptions
 from lfm.sweeps.runner import STATE_FILE, run_sweep
 from lfm.sweeps.search import suggest
@@ -38,8 +38,10 @@ COMMAND = """command:
 def write_sweep(directory: Path, name: str, method: str, parameters: str) -> Path:
     """A sweep of the stand-in program: x > 0.3 fails, val/mAP_best = 1 - (x - 0.3)^2."""
     path = directory / f"{name}.yaml"
-    path.write_text(f"name: {name}\nprogram: {FAKE_PROGRAM}\nmethod: {method}\n"
-                    f"metric: {{name: val/mAP_best, goal: maximize}}\nparameters:\n{parameters}{COMMAND}")
+    path.write_text(
+        f"name: {name}\nprogram: {FAKE_PROGRAM}\nmethod: {method}\n"
+        f"metric: {{name: val/mAP_best, goal: maximize}}\nparameters:\n{parameters}{COMMAND}"
+    )
     return path
 
 
@@ -75,15 +77,23 @@ def sequential(tmp_path_factory):
     sweep_file = write_sweep(base, "grid", "grid", GRID)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FAKE_SLEEP", "1")
-        result = run_sweep(sweep_file, out_dir=base / "out", executor=LocalExecutor(1, gpus=[]), console=Console(file=io.StringIO()))
+        result = run_sweep(
+            sweep_file, out_dir=base / "out", executor=LocalExecutor(1, gpus=[]), console=Console(file=io.StringIO())
+        )
     return sweep_file, result
 
 
 def test_two_jobs_overlap_in_time_and_give_the_sequential_results(sequential, tmp_path):
     sweep_file, reference = sequential
     out_dir = tmp_path / "parallel"
-    ran = subprocess.run(sweep_command(sweep_file, "--jobs", "2", "--out", str(out_dir)), cwd=PROJECT_ROOT,
-                         env=environment(1), capture_output=True, text=True, timeout=120)
+    ran = subprocess.run(
+        sweep_command(sweep_file, "--jobs", "2", "--out", str(out_dir)),
+        cwd=PROJECT_ROOT,
+        env=environment(1),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ran.returncode == 1, ran.stderr[-2000:]  # x = 0.9 fails, in both
     assert read_table(out_dir / "results.csv") == read_table(reference.table_path)
     state = json.loads((out_dir / STATE_FILE).read_text())
@@ -101,26 +111,38 @@ def test_two_jobs_overlap_in_time_and_give_the_sequential_results(sequential, tm
 
 def test_the_slurm_path_through_submitits_local_executor_gives_the_same_results(sequential, tmp_path):
     sweep_file, reference = sequential
-    executor = SlurmExecutor(2, tmp_path / "slurm", SlurmOptions(gpus_per_job=0, cpus_per_job=1, mem_gb=1),
-                             cluster="local")
+    executor = SlurmExecutor(
+        2, tmp_path / "slurm", SlurmOptions(gpus_per_job=0, cpus_per_job=1, mem_gb=1), cluster="local"
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FAKE_SLEEP", "1")
         result = run_sweep(sweep_file, out_dir=tmp_path / "out", executor=executor, console=Console(file=io.StringIO()))
     assert read_table(result.table_path) == read_table(reference.table_path)
-    assert [record["status"] for record in result.state["runs"].values()] == ["finished", "finished", "failed",
-                                                                              "finished"]
+    assert [record["status"] for record in result.state["runs"].values()] == [
+        "finished",
+        "finished",
+        "failed",
+        "finished",
+    ]
     where = [record["where"] for record in result.state["runs"].values()]
     assert all(place["executor"] == "slurm" for place in where) and len({place["job_id"] for place in where}) == 4
 
 
 def test_bayesian_proposals_follow_the_files_distributions(tmp_path):
-    spec = load_sweep(write_sweep(tmp_path, "space", "bayes", """  p: {distribution: uniform, min: 0.1, max: 0.9}
+    spec = load_sweep(
+        write_sweep(
+            tmp_path,
+            "space",
+            "bayes",
+            """  p: {distribution: uniform, min: 0.1, max: 0.9}
   ratio: {distribution: log_uniform_values, min: 0.01, max: 1.0}
   epochs: {distribution: int_uniform, min: 2, max: 5}
   step: {distribution: q_uniform, min: 0.0, max: 1.0, q: 0.1}
   area: {values: [[0.02, 0.2], [0.1, 0.4]]}
   after: {value: conv1}
-"""))
+""",
+        )
+    )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=200))
     points = []
@@ -139,8 +161,14 @@ def test_bayesian_proposals_follow_the_files_distributions(tmp_path):
 
 def trials_by_process(*outputs: str) -> list[set[int]]:
     """The trial numbers each runner started, from its '[trial N] ...: running in' lines."""
-    return [{int(line.split("]")[0].removeprefix("[trial ")) for line in output.splitlines()
-             if line.startswith("[trial ") and ": running in " in line} for output in outputs]
+    return [
+        {
+            int(line.split("]")[0].removeprefix("[trial "))
+            for line in output.splitlines()
+            if line.startswith("[trial ") and ": running in " in line
+        }
+        for output in outputs
+    ]
 
 
 def test_two_runners_on_one_storage_share_the_search_and_never_run_a_trial_twice(tmp_path):
@@ -148,14 +176,25 @@ def test_two_runners_on_one_storage_share_the_search_and_never_run_a_trial_twice
     storage = tmp_path / "search.journal"
     options = ("--count", "6", "--storage", str(storage), "--out")  # a journal file (the killed test: SQLite)
     # the first runner's runs take 4 s, so it is still at work when the second (0.5 s runs) has started
-    first = subprocess.Popen(sweep_command(sweep_file, *options, str(tmp_path / "first"), "--seed", "1"),
-                             cwd=PROJECT_ROOT, env=environment(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    first = subprocess.Popen(
+        sweep_command(sweep_file, *options, str(tmp_path / "first"), "--seed", "1"),
+        cwd=PROJECT_ROOT,
+        env=environment(4),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list((tmp_path / "first").glob("runs/trial*")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    second = subprocess.run(sweep_command(sweep_file, *options, str(tmp_path / "second"), "--seed", "2"),
-                            cwd=PROJECT_ROOT, env=environment(0.5), capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        sweep_command(sweep_file, *options, str(tmp_path / "second"), "--seed", "2"),
+        cwd=PROJECT_ROOT,
+        env=environment(0.5),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     first_out, first_err = first.communicate(timeout=120)
     assert first.returncode in (0, 1) and second.returncode in (0, 1), first_err[-2000:] + second.stderr[-2000:]
     joined = re.search(r"search.journal: (\d+) trials so far", second.stdout)
@@ -163,8 +202,10 @@ def test_two_runners_on_one_storage_share_the_search_and_never_run_a_trial_twice
     by_first, by_second = trials_by_process(first_out, second.stdout)
     assert by_first and by_second and not by_first & by_second
     assert by_first | by_second == set(range(6))
-    study = optuna.load_study(study_name="shared", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(storage))))
+    study = optuna.load_study(
+        study_name="shared",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage))),
+    )
     assert len(study.trials) == 6
     assert {trial.state.name for trial in study.trials} == {"COMPLETE", "FAIL"}
     for trial in study.trials:
@@ -183,8 +224,14 @@ def test_two_runners_on_one_storage_share_the_search_and_never_run_a_trial_twice
 def test_a_killed_runners_trial_is_marked_failed_and_the_search_goes_on(tmp_path):
     sweep_file = write_sweep(tmp_path, "killed", "bayes", "  x: {distribution: uniform, min: 0.0, max: 0.3}\n")
     command = sweep_command(sweep_file, "--count", "3", "--heartbeat", "1", "--out", str(tmp_path / "out"))
-    killed = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment(60), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    killed = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=environment(60),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not list((tmp_path / "out").glob("runs/trial0000*")) and time.monotonic() < deadline:
         time.sleep(0.2)

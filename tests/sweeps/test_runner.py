@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import PROJECT_ROOT, TINY_SCALE
 from rich.console import Console
 
-from helpers import PROJECT_ROOT, TINY_SCALE
 from lfm.jobs.executors import LocalExecutor
 from lfm.sweeps.runner import STATE_FILE, run_sweep
 
@@ -64,7 +64,10 @@ def test_the_sweep_runs_each_run_in_its_own_directory(sweep):
     state = json.loads((result.out_dir / STATE_FILE).read_text())
     records = list(state["runs"].values())
     assert [record["parameters"] for record in records] == [
-        {"model.lfm.mask_ratio": 0.25}, {"model.lfm.mask_ratio": 1.5}, {"model.lfm.mask_ratio": 0.5}]
+        {"model.lfm.mask_ratio": 0.25},
+        {"model.lfm.mask_ratio": 1.5},
+        {"model.lfm.mask_ratio": 0.5},
+    ]
     assert [record["status"] for record in records] == ["finished", "failed", "finished"]
     for run_id, record in state["runs"].items():
         run_dir = result.out_dir / "runs" / run_id
@@ -92,7 +95,9 @@ def test_the_results_table_has_one_row_per_finished_run(sweep):
         table = list(csv.DictReader(handle))
     assert result.table_path == result.out_dir / "results.csv"
     assert sorted(float(row["model.lfm.mask_ratio"]) for row in table) == [0.25, 0.5]
-    assert all(row["model.lfm.after"] == "layer1" and row["seed"] == "0" and row["regularizer"] == "lfm" for row in table)
+    assert all(
+        row["model.lfm.after"] == "layer1" and row["seed"] == "0" and row["regularizer"] == "lfm" for row in table
+    )
     for column in ("test/rank1", "test/mAP", "val/mAP_best", "train/lfm_masked_fraction/layer1"):
         assert all(0.0 <= float(row[column]) <= 1.0 for row in table), column
     assert f"Results table: {result.table_path}" in printed and "Sweep tiny: 2 finished runs" in printed
@@ -128,10 +133,13 @@ def test_retry_failed_runs_a_failed_run_again_and_keeps_the_old_attempt(sweep):
 
 def test_the_command_line_tool_reports_a_bad_sweep_file_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("program: src/train.py\nmethod: grid\nparameters:\n  model.lfm.ratio: {values: [0.1]}\n"
-                   "command:\n  - ${program}\n  - ${args_no_hyphens}\n")
-    result = subprocess.run([sys.executable, "src/sweep.py", str(bad)], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=120)
+    bad.write_text(
+        "program: src/train.py\nmethod: grid\nparameters:\n  model.lfm.ratio: {values: [0.1]}\n"
+        "command:\n  - ${program}\n  - ${args_no_hyphens}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "src/sweep.py", str(bad)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(f"error: {bad}: parameters.model.lfm.ratio is not a key")
@@ -147,13 +155,18 @@ def test_two_runs_at_once_give_the_sequential_numbers(sweep, tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(PROJECT_ROOT)
         patch.setenv("WANDB_MODE", "offline")
-        parallel = run_sweep(sweep_file, out_dir=tmp_path / "parallel", console=quiet_console(),
-                             executor=LocalExecutor(2, threads=len(os.sched_getaffinity(0))))
+        parallel = run_sweep(
+            sweep_file,
+            out_dir=tmp_path / "parallel",
+            console=quiet_console(),
+            executor=LocalExecutor(2, threads=len(os.sched_getaffinity(0))),
+        )
+
     def numbers(table_path):
         """The table without the training speed (which depends on what else runs meanwhile)."""
         with table_path.open() as handle:
             return [{key: value for key, value in row.items() if key not in SPEED} for row in csv.DictReader(handle)]
 
     assert numbers(parallel.table_path) == numbers(first.table_path)
-    records = [record for record in parallel.state["runs"].values()]
+    records = list(parallel.state["runs"].values())
     assert records[0]["started"] < records[1]["ended"] and records[1]["started"] < records[0]["ended"]

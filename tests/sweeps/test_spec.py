@@ -4,14 +4,14 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import PROJECT_ROOT
 from hydra import compose, initialize_config_dir
 
-from helpers import PROJECT_ROOT
 from lfm.errors import InputError
+from lfm.study.spec import load_study
 from lfm.sweeps.command import hydra_overrides, render_command
 from lfm.sweeps.proposals import propose_runs
 from lfm.sweeps.runner import prepare_sweep, run_id, run_sweep
-from lfm.study.spec import load_study
 from lfm.sweeps.spec import load_sweep
 
 SWEEP_FILES = sorted((PROJECT_ROOT / "conf" / "sweep").glob("*.yaml"))
@@ -54,7 +54,11 @@ def test_demo_is_a_two_by_two_grid_of_mask_ratio_and_depth():
     points = sweep.points
     assert sweep.spec.method == "grid" and len(points) == 4
     assert {(point["model.lfm.mask_ratio"], point["model.lfm.after"]) for point in points} == {
-        (0.25, "conv1"), (0.25, "layer1"), (0.5, "conv1"), (0.5, "layer1")}
+        (0.25, "conv1"),
+        (0.25, "layer1"),
+        (0.5, "conv1"),
+        (0.5, "layer1"),
+    }
 
 
 def compose_train(overrides: list[str]):
@@ -67,9 +71,12 @@ def test_the_command_of_a_sampled_run_is_accepted_by_hydra():
     sampled = sweep.points[2]
     argv = render_command(sweep.spec, sampled, "/venv/bin/python")
     assert argv[-5:-3] == ["src/train.py", "experiment=lfm_resnet18_synthetic"]
-    assert argv[-3:] == [f"model.lfm.p={sampled['model.lfm.p']}", f"model.lfm.mask_ratio={sampled['model.lfm.mask_ratio']}",
-                         f"model.lfm.area={sampled['model.lfm.area']}"]
-    cfg = compose_train(argv[argv.index("src/train.py") + 1:])
+    assert argv[-3:] == [
+        f"model.lfm.p={sampled['model.lfm.p']}",
+        f"model.lfm.mask_ratio={sampled['model.lfm.mask_ratio']}",
+        f"model.lfm.area={sampled['model.lfm.area']}",
+    ]
+    cfg = compose_train(argv[argv.index("src/train.py") + 1 :])
     assert cfg.model.lfm.p == sampled["model.lfm.p"] and cfg.model.lfm.mask_ratio == sampled["model.lfm.mask_ratio"]
     assert list(cfg.model.lfm.area) == sampled["model.lfm.area"]
 
@@ -82,14 +89,17 @@ def test_a_swept_experiment_selects_the_experiment_config():
 
 
 def test_random_search_is_seeded_in_bounds_and_resumable(tmp_path):
-    path = write_sweep(tmp_path, """method: random
+    path = write_sweep(
+        tmp_path,
+        """method: random
 parameters:
   model.lfm.p: {distribution: uniform, min: 0.1, max: 0.9}
   model.lfm.mask_ratio: {distribution: log_uniform_values, min: 0.05, max: 0.8}
   seed: {min: 0, max: 1000}
   trainer.max_epochs: {distribution: q_uniform, min: 2, max: 20, q: 2}
   model.lfm.after: {values: [conv1, layer1], probabilities: [0.9, 0.1]}
-""")
+""",
+    )
     spec = load_sweep(path)
     five = propose_runs(spec, 5, seed=3)
     assert propose_runs(spec, 3, seed=3) == five[:3]
@@ -101,20 +111,28 @@ parameters:
     draws = propose_runs(spec, 200, seed=0)
     assert 0.8 < sum(point["model.lfm.after"] == "conv1" for point in draws) / 200 < 0.97
     assert 0.05 < min(point["model.lfm.mask_ratio"] for point in draws) < 0.08  # log-uniform favours small values
-    assert math.isclose(sum(math.log(p["model.lfm.mask_ratio"]) for p in draws) / 200,
-                        (math.log(0.05) + math.log(0.8)) / 2, abs_tol=0.2)
+    assert math.isclose(
+        sum(math.log(p["model.lfm.mask_ratio"]) for p in draws) / 200, (math.log(0.05) + math.log(0.8)) / 2, abs_tol=0.2
+    )
 
 
 def test_random_search_over_a_small_space_stops_when_it_is_exhausted(tmp_path):
     path = write_sweep(tmp_path, "method: random\nparameters:\n  model.lfm.after: {values: [conv1, layer1]}\n")
-    assert sorted(point["model.lfm.after"] for point in propose_runs(load_sweep(path), 10, seed=0)) == ["conv1", "layer1"]
+    assert sorted(point["model.lfm.after"] for point in propose_runs(load_sweep(path), 10, seed=0)) == [
+        "conv1",
+        "layer1",
+    ]
 
 
 def test_run_ids_are_deterministic_readable_and_distinct():
     first = run_id({"model.lfm.mask_ratio": 0.25, "model.lfm.after": "conv1"}, ["a=1", "model.lfm.mask_ratio=0.25"])
-    assert first == run_id({"model.lfm.mask_ratio": 0.25, "model.lfm.after": "conv1"}, ["a=1", "model.lfm.mask_ratio=0.25"])
+    assert first == run_id(
+        {"model.lfm.mask_ratio": 0.25, "model.lfm.after": "conv1"}, ["a=1", "model.lfm.mask_ratio=0.25"]
+    )
     assert first.startswith("mask_ratio-0.25_after-conv1_")
-    assert first != run_id({"model.lfm.mask_ratio": 0.25, "model.lfm.after": "conv1"}, ["a=2", "model.lfm.mask_ratio=0.25"])
+    assert first != run_id(
+        {"model.lfm.mask_ratio": 0.25, "model.lfm.after": "conv1"}, ["a=2", "model.lfm.mask_ratio=0.25"]
+    )
     area = run_id({"model.lfm.area": [0.02, 0.4]}, ["model.lfm.area=[0.02, 0.4]"])
     assert " " not in area and "[" not in area and "," not in area
 
@@ -124,28 +142,61 @@ def test_run_ids_are_deterministic_readable_and_distinct():
     [
         ("method: hyperband\nparameters:\n  seed: {values: [0]}\n", ("method must be one of", "hyperband")),
         ("method: grid\nparameters:\n  seed: {values: []}\n", ("parameters.seed.values", "non-empty")),
-        ("method: random\nparameters:\n  model.lfm.p: {distribution: normal, min: 0, max: 1}\n",
-         ("parameters.model.lfm.p.distribution", "normal")),
-        ("method: random\nparameters:\n  model.lfm.p: {distribution: uniform, min: 0.9, max: 0.1}\n",
-         ("parameters.model.lfm.p", "min (0.9) must be below max (0.1)")),
-        ("method: random\nparameters:\n  model.lfm.p: {distribution: log_uniform_values, min: 0, max: 1}\n",
-         ("log_uniform_values needs min > 0",)),
-        ("method: grid\nparameters:\n  model.lfm.ratio: {values: [0.1]}\n",
-         ("parameters.model.lfm.ratio is not a key of the config", "experiment=lfm_resnet18_synthetic")),
+        (
+            "method: random\nparameters:\n  model.lfm.p: {distribution: normal, min: 0, max: 1}\n",
+            ("parameters.model.lfm.p.distribution", "normal"),
+        ),
+        (
+            "method: random\nparameters:\n  model.lfm.p: {distribution: uniform, min: 0.9, max: 0.1}\n",
+            ("parameters.model.lfm.p", "min (0.9) must be below max (0.1)"),
+        ),
+        (
+            "method: random\nparameters:\n  model.lfm.p: {distribution: log_uniform_values, min: 0, max: 1}\n",
+            ("log_uniform_values needs min > 0",),
+        ),
+        (
+            "method: grid\nparameters:\n  model.lfm.ratio: {values: [0.1]}\n",
+            ("parameters.model.lfm.ratio is not a key of the config", "experiment=lfm_resnet18_synthetic"),
+        ),
         ("method: grid\nparameters:\n  model.lfm: {values: [null]}\n", ("parameters.model.lfm", "'null'")),
-        ("method: grid\nparameters:\n  regularizer: {values: [dropout2d, dropconnect]}\n",
-         ("Hydra rejects", "regularizer=dropconnect")),
-        ("method: grid\nparameters:\n  model.lfm.p: {min: 0.1, max: 0.9}\n", ("method grid needs values", "model.lfm.p")),
+        (
+            "method: grid\nparameters:\n  regularizer: {values: [dropout2d, dropconnect]}\n",
+            ("Hydra rejects", "regularizer=dropconnect"),
+        ),
+        (
+            "method: grid\nparameters:\n  model.lfm.p: {min: 0.1, max: 0.9}\n",
+            ("method grid needs values", "model.lfm.p"),
+        ),
         ("method: random\nparameters:\n  model.lfm.p: {values: [0.1, 0.5]}\n", ("has no end", "--count")),
         ("method: bayes\nparameters:\n  model.lfm.p: {values: [0.1]}\n", ("bayes needs metric",)),
-        ("method: bayes\nmetric: {name: val/mAP_best, goal: maximize}\nparameters:\n  model.lfm.p: {values: [0.1]}\n",
-         ("has no end", "--count")),
-        ("method: grid\nmetric: {name: val/mAP_best, goal: up}\nparameters:\n  seed: {values: [0]}\n", ("metric.goal",)),
+        (
+            "method: bayes\nmetric: {name: val/mAP_best, goal: maximize}\nparameters:\n  model.lfm.p: {values: [0.1]}\n",
+            ("has no end", "--count"),
+        ),
+        (
+            "method: grid\nmetric: {name: val/mAP_best, goal: up}\nparameters:\n  seed: {values: [0]}\n",
+            ("metric.goal",),
+        ),
         ("method: grid\nparamters:\n  seed: {values: [0]}\n", ("unknown top-level key", "paramters")),
         ("method: grid\nparameters:\n  model: {parameters: {lfm: {values: [1]}}}\n", ("nested parameters",)),
     ],
-    ids=["method", "empty-values", "distribution", "min-max", "log-min", "unknown-key", "null", "group-option",
-         "grid-distribution", "random-count", "bayes-metric", "bayes-count", "goal", "typo", "nested"],
+    ids=[
+        "method",
+        "empty-values",
+        "distribution",
+        "min-max",
+        "log-min",
+        "unknown-key",
+        "null",
+        "group-option",
+        "grid-distribution",
+        "random-count",
+        "bayes-metric",
+        "bayes-count",
+        "goal",
+        "typo",
+        "nested",
+    ],
 )
 def test_a_bad_sweep_file_is_refused_before_anything_runs(tmp_path, body, fragments):
     with pytest.raises(InputError) as error:
@@ -173,8 +224,11 @@ def test_the_command_must_pass_hydra_overrides(tmp_path, command, fragment):
 def test_runs_are_grouped_in_wandb_by_sweep_unless_wandb_is_off(tmp_path):
     grouped = prepare_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml")
     assert grouped.run_overrides(Path("/r")) == ["hydra.run.dir=/r", "logger.wandb.group=demo"]
-    csv_only = write_sweep(tmp_path, "method: grid\nparameters:\n  seed: {values: [0]}\n",
-                           command=COMMAND.replace("  - ${args_no_hyphens}", "  - logger=csv\n  - ${args_no_hyphens}"))
+    csv_only = write_sweep(
+        tmp_path,
+        "method: grid\nparameters:\n  seed: {values: [0]}\n",
+        command=COMMAND.replace("  - ${args_no_hyphens}", "  - logger=csv\n  - ${args_no_hyphens}"),
+    )
     assert prepare_sweep(csv_only).run_overrides(Path("/r")) == ["hydra.run.dir=/r"]
 
 
@@ -195,7 +249,8 @@ def test_overrides_after_the_sweep_file_reach_every_run_before_the_swept_values(
     assert argv[-4:] == ["debug=fast", "data.val_ids=3", "model.lfm.mask_ratio=0.25", "model.lfm.after=conv1"]
     plain = prepare_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml")
     assert run_id(sweep.points[0], hydra_overrides(sweep.spec, sweep.points[0])) != run_id(
-        plain.points[0], hydra_overrides(plain.spec, plain.points[0])), "other overrides, other runs"
+        plain.points[0], hydra_overrides(plain.spec, plain.points[0])
+    ), "other overrides, other runs"
     with pytest.raises(InputError, match="'fast' is not a Hydra override; after the sweep file give key=value"):
         prepare_sweep(PROJECT_ROOT / "conf/sweep/demo.yaml", overrides=("fast",))
     with pytest.raises(InputError, match="Hydra rejects the overrides .*data.bogus=1"):

@@ -91,8 +91,14 @@ def linf_pgd_with_restarts(
     best, best_loss = x.detach().clone(), None
     for _ in range(restarts):
         x_adv = linf_pgd(
-            lambda images: per_sample_loss(images).sum(), x, eps=eps, alpha=alpha, steps=steps,
-            random_start=True, momentum=momentum, generator=generator,
+            lambda images: per_sample_loss(images).sum(),
+            x,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            random_start=True,
+            momentum=momentum,
+            generator=generator,
         )
         with torch.no_grad():
             loss = per_sample_loss(x_adv)

@@ -58,7 +58,9 @@ def metric_attack_loss(
     return lambda images: (pairwise_distance(features(images), gallery, distance) * weights).sum(dim=1)
 
 
-def true_matches(q_pids: torch.Tensor, q_camids: torch.Tensor, g_pids: torch.Tensor, g_camids: torch.Tensor) -> torch.Tensor:
+def true_matches(
+    q_pids: torch.Tensor, q_camids: torch.Tensor, g_pids: torch.Tensor, g_camids: torch.Tensor
+) -> torch.Tensor:
     """[Q, G] mask of each query's true matches: same person, another camera (the protocol's)."""
     return (q_pids[:, None] == g_pids[None, :]) & (q_camids[:, None] != g_camids[None, :])
 

@@ -45,7 +45,9 @@ class RandomErasingSettings:
             raise InputError(f"data.random_erasing.scale must lie in (0, 1], got {list(scale)}")
         if isinstance(value, str):
             if value != "random":
-                raise InputError(f"data.random_erasing.value must be a number, one per channel, or 'random'; got {value!r}")
+                raise InputError(
+                    f"data.random_erasing.value must be a number, one per channel, or 'random'; got {value!r}"
+                )
         elif isinstance(value, (int, float)):
             value = float(value)
         else:
@@ -67,14 +69,18 @@ class CutoutSettings:
         if not 0.0 <= self.p <= 1.0:
             raise InputError(f"data.cutout.p must be in [0, 1], got {self.p}")
         if not 0.0 < self.size <= 1.0:
-            raise InputError(f"data.cutout.size (a fraction of the shorter image side) must be in (0, 1], got {self.size}")
+            raise InputError(
+                f"data.cutout.size (a fraction of the shorter image side) must be in (0, 1], got {self.size}"
+            )
 
     @classmethod
     def from_config(cls, settings: Mapping) -> "CutoutSettings":
         try:
             return cls(**settings)
         except TypeError:
-            raise InputError(f"data.cutout has unknown keys {sorted(set(settings) - {'p', 'size'})}; use p, size") from None
+            raise InputError(
+                f"data.cutout has unknown keys {sorted(set(settings) - {'p', 'size'})}; use p, size"
+            ) from None
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -88,13 +94,19 @@ def batch_crop_flip(images: torch.Tensor, pad: int, flip: bool, generator: torch
     batch, device = images.shape[0], images.device
     top = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator) - pad
     left = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator) - pad
-    mirrored = (torch.rand(batch, device=device, generator=generator) < 0.5) if flip else torch.zeros_like(top, dtype=torch.bool)
+    mirrored = (
+        (torch.rand(batch, device=device, generator=generator) < 0.5)
+        if flip
+        else torch.zeros_like(top, dtype=torch.bool)
+    )
     if device.type == "cpu":
         return crop_flip_by_slices(images, top, left, mirrored)
     return crop_flip_by_gather(images, top, left, mirrored)
 
 
-def crop_flip_by_gather(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+def crop_flip_by_gather(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirrored: torch.Tensor
+) -> torch.Tensor:
     """Image b shifted by (top[b], left[b]) with zeros shifted in, mirrored where `mirrored`:
     one gather, no host-device synchronisation (the accelerator path)."""
     batch, channels, height, width = images.shape
@@ -109,7 +121,9 @@ def crop_flip_by_gather(images: torch.Tensor, top: torch.Tensor, left: torch.Ten
     return gathered.reshape(batch, channels, height, width).masked_fill_(~inside[:, None], 0)
 
 
-def crop_flip_by_slices(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+def crop_flip_by_slices(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirrored: torch.Tensor
+) -> torch.Tensor:
     """The same as `crop_flip_by_gather` by one slice copy per image: several times faster on a
     CPU, where reading the offsets costs nothing."""
     height, width = images.shape[-2:]
@@ -117,9 +131,9 @@ def crop_flip_by_slices(images: torch.Tensor, top: torch.Tensor, left: torch.Ten
     for image, target, dy, dx, mirror in zip(images, output, top.tolist(), left.tolist(), mirrored.tolist()):
         rows = slice(max(0, -dy), min(height, height - dy))
         first, last = max(0, -dx), min(width, width - dx)  # the output columns the shifted image covers
-        source = image[:, rows.start + dy:rows.stop + dy, first + dx:last + dx]
+        source = image[:, rows.start + dy : rows.stop + dy, first + dx : last + dx]
         if mirror:
-            target[:, rows, width - last:width - first] = source.flip(-1)
+            target[:, rows, width - last : width - first] = source.flip(-1)
         else:
             target[:, rows, first:last] = source
     return output
@@ -131,7 +145,9 @@ def batch_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.where(mirrored[:, None, None, None], images.flip(-1), images)
 
 
-def _box_mask(top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right: torch.Tensor, height: int, width: int):
+def _box_mask(
+    top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right: torch.Tensor, height: int, width: int
+):
     """[B, 1, H, W] bool: rows in [top, bottom) and columns in [left, right) of each image."""
     rows = torch.arange(height, device=top.device)
     columns = torch.arange(width, device=top.device)
@@ -140,9 +156,11 @@ def _box_mask(top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right
     return (in_rows[:, :, None] & in_columns[:, None, :])[:, None]
 
 
-def batch_random_erasing(images: torch.Tensor, settings: RandomErasingSettings, generator: torch.Generator) -> torch.Tensor:
+def batch_random_erasing(
+    images: torch.Tensor, settings: RandomErasingSettings, generator: torch.Generator
+) -> torch.Tensor:
     """torchvision's RandomErasing, drawn for every image of a float batch at once."""
-    batch, channels, height, width = images.shape
+    batch, _, height, width = images.shape
     device = images.device
     tries = 10
     applied = torch.rand(batch, device=device, generator=generator) < settings.p
@@ -209,4 +227,3 @@ class BatchAugmentation:
         if self.cutout is not None:
             images = batch_cutout(images, self.cutout, generator)
         return images
-

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 
 from lfm.data.augment import to_float
-from lfm.randomness import derived_seed
+from lfm.runs.randomness import derived_seed
 
 AUGMENT_STREAM = 2
 PIPELINES = ("tensor", "pil")  # data.pipeline: batches from decoded tensors, or per-image PIL loading
@@ -60,10 +60,10 @@ class TensorBatches:
         if self.drop_last:  # whole batches per rank, so P x K batches stay intact
             starts = ((number * self.world_size + self.rank) * self.batch_size for number in range(len(self)))
         else:  # every world_size-th sample, so each rank gets some of even a small set
-            order = order[self.rank::self.world_size]
+            order = order[self.rank :: self.world_size]
             starts = (number * self.batch_size for number in range(len(self)))
         for start in starts:
-            yield self._batch(order[start:start + self.batch_size])
+            yield self._batch(order[start : start + self.batch_size])
 
     def _batch(self, chosen: torch.Tensor) -> dict:
         rows = self.rows[chosen]
@@ -94,7 +94,9 @@ class AugmentationGenerator:
             if self.restored is not None:
                 generator.set_state(self.restored)
                 if rank > 0:
-                    generator.manual_seed(derived_seed(int(torch.randint(2**62, (), generator=generator, device=device)), rank))
+                    generator.manual_seed(
+                        derived_seed(int(torch.randint(2**62, (), generator=generator, device=device)), rank)
+                    )
                 self.restored = None
             self.generator = generator
         return self.generator
@@ -124,6 +126,15 @@ def trainer_batches(
     rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None and shard else (0, 1)
     draw = (lambda: generator.get(device, trainer.global_rank if trainer is not None else 0)) if augment else None
     return TensorBatches(
-        images, rows, fields, order, batch_size, drop_last=augment is not None, device=device, augment=augment,
-        generator=draw, rank=rank, world_size=world_size,
+        images,
+        rows,
+        fields,
+        order,
+        batch_size,
+        drop_last=augment is not None,
+        device=device,
+        augment=augment,
+        generator=draw,
+        rank=rank,
+        world_size=world_size,
     )

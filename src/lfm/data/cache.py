@@ -79,7 +79,9 @@ def check_cache_memory(num_bytes: int, max_fraction: float, device: torch.device
         )
 
 
-def cached_images(image_paths: Sequence[Path], image_size: Sequence[int], path: Path, num_workers: int = 0) -> torch.Tensor:
+def cached_images(
+    image_paths: Sequence[Path], image_size: Sequence[int], path: Path, num_workers: int = 0
+) -> torch.Tensor:
     """The images of `image_paths` as uint8 [N, 3, H, W], read from the cache file at `path`,
     which is (re)built first unless it is complete and holds exactly these images."""
     key = cache_key(image_paths, image_size)
@@ -114,8 +116,8 @@ def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tens
     if len(head) < HEADER_BYTES or not head.startswith(MAGIC):
         return None, "not a complete cache file (truncated or foreign)"
     try:
-        length = int.from_bytes(head[len(MAGIC):len(MAGIC) + 8], "little")
-        header = json.loads(head[len(MAGIC) + 8:len(MAGIC) + 8 + length])
+        length = int.from_bytes(head[len(MAGIC) : len(MAGIC) + 8], "little")
+        header = json.loads(head[len(MAGIC) + 8 : len(MAGIC) + 8 + length])
         recorded_key, recorded_shape, checksum = header["key"], tuple(header["shape"]), header["crc32"]
     except (ValueError, KeyError, TypeError):
         return None, "its header is corrupt"
@@ -141,20 +143,23 @@ def write_cache(path: Path, key: str, image_paths: Sequence[Path], image_size: S
         pixels = np.memmap(partial, dtype=np.uint8, mode="r+", offset=HEADER_BYTES, shape=shape)
         checksum = 0
         # Its own generator: building a cache must not move the global random state (model init).
-        loader = DataLoader(_ResizedImages(image_paths, image_size), batch_size=64, num_workers=num_workers,
-                            generator=torch.Generator())
+        loader = DataLoader(
+            _ResizedImages(image_paths, image_size), batch_size=64, num_workers=num_workers, generator=torch.Generator()
+        )
         with _progress() as progress:
             task = progress.add_task(f"decoding {path.name}", total=len(image_paths))
             position = 0
             for batch in loader:
                 block = batch.numpy()
-                pixels[position:position + len(block)] = block
+                pixels[position : position + len(block)] = block
                 checksum = zlib.crc32(block, checksum)
                 position += len(block)
                 progress.advance(task, len(block))
         pixels.flush()
         del pixels
-        header = json.dumps({"key": key, "shape": list(shape), "crc32": checksum, "format_version": FORMAT_VERSION}).encode()
+        header = json.dumps(
+            {"key": key, "shape": list(shape), "crc32": checksum, "format_version": FORMAT_VERSION}
+        ).encode()
         with open(partial, "r+b") as file:
             file.write(MAGIC + len(header).to_bytes(8, "little") + header)
             file.flush()
@@ -184,5 +189,5 @@ def _crc32(pixels: np.ndarray) -> int:
     flat = pixels.reshape(-1)
     checksum = 0
     for start in range(0, flat.size, CHECKSUM_CHUNK):
-        checksum = zlib.crc32(flat[start:start + CHECKSUM_CHUNK], checksum)
+        checksum = zlib.crc32(flat[start : start + CHECKSUM_CHUNK], checksum)
     return checksum

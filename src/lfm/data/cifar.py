@@ -25,7 +25,12 @@ from lfm.data.transforms import eval_transform, train_transform
 from lfm.errors import InputError
 
 CIFAR_FILES = {
-    "cifar10": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "labels": "labels", "classes": 10},
+    "cifar10": {
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "labels": "labels",
+        "classes": 10,
+    },
     "cifar100": {"train": ["train"], "test": ["test"], "labels": "fine_labels", "classes": 100},
 }
 IMAGE_SIZE = (32, 32)
@@ -50,7 +55,9 @@ def read_cifar_split(root: Path, dataset: str, split: str) -> tuple[np.ndarray, 
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             labels.append(np.asarray(batch[spec["labels"].encode()], dtype=np.int64))
         except (OSError, pickle.UnpicklingError, KeyError, EOFError, TypeError, ValueError) as error:
-            raise InputError(f"cannot read {root / name} as a {dataset} batch ({type(error).__name__}: {error})") from None
+            raise InputError(
+                f"cannot read {root / name} as a {dataset} batch ({type(error).__name__}: {error})"
+            ) from None
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
     return np.concatenate(images), np.concatenate(labels)
 
@@ -62,16 +69,18 @@ def _class_images(rng: np.random.Generator, label: int, count: int) -> np.ndarra
     radius = rng.uniform(6, 11, size=(count, 1, 1)).astype(np.float32)
     dy, dx = grid_y - centre[:, 0], grid_x - centre[:, 1]
     distance = {
-        0: np.hypot(dy, dx) / radius,                                        # disc
-        1: np.maximum(abs(dy), abs(dx)) / radius,                            # square
-        2: (abs(dx) + abs(dy)) / radius,                                     # diamond
+        0: np.hypot(dy, dx) / radius,  # disc
+        1: np.maximum(abs(dy), abs(dx)) / radius,  # square
+        2: (abs(dx) + abs(dy)) / radius,  # diamond
         3: np.where(abs(np.hypot(dy, dx) / radius - 0.75) < 0.25, 0.0, 2.0),  # ring
-        4: np.where((abs(dy) < radius / 3) | (abs(dx) < radius / 3), np.maximum(abs(dy), abs(dx)) / radius, 2.0),  # cross
+        4: np.where(
+            (abs(dy) < radius / 3) | (abs(dx) < radius / 3), np.maximum(abs(dy), abs(dx)) / radius, 2.0
+        ),  # cross
         5: np.where(dy > -radius, (abs(dx) + (radius - dy) / 2) / radius * 0.9, 2.0),  # triangle
-        6: np.maximum(abs(dy) / (radius / 2.5), abs(dx) / radius),           # horizontal bar
-        7: np.maximum(abs(dx) / (radius / 2.5), abs(dy) / radius),           # vertical bar
+        6: np.maximum(abs(dy) / (radius / 2.5), abs(dx) / radius),  # horizontal bar
+        7: np.maximum(abs(dx) / (radius / 2.5), abs(dy) / radius),  # vertical bar
         8: np.where(np.hypot(dy, dx) < radius, ((grid_x // 4 + grid_y // 4) % 2) * 2.0, 2.0),  # checker disc
-        9: np.where(np.hypot(dy, dx) < radius, (np.floor((dx + dy) / 3) % 2) * 2.0, 2.0),     # striped disc
+        9: np.where(np.hypot(dy, dx) < radius, (np.floor((dx + dy) / 3) % 2) * 2.0, 2.0),  # striped disc
     }[label % _SHAPES]
     inside = (distance <= 1.0)[..., None]
     hue = (label * 0.1 + rng.normal(0, 0.08, size=(count, 1, 1, 1))) % 1.0
@@ -86,7 +95,9 @@ def generate_synthetic_cifar(root: Path, seed: int = 0, num_train: int = 5000, n
     """Write a deterministic 10-class dataset in the CIFAR-10 python-pickle layout at `root`."""
     root.mkdir(parents=True, exist_ok=True)
     per_batch = -(-num_train // 5)
-    splits = [(f"data_batch_{i + 1}", per_batch, seed * 1000 + i) for i in range(5)] + [("test_batch", num_test, seed * 1000 + 999)]
+    splits = [(f"data_batch_{i + 1}", per_batch, seed * 1000 + i) for i in range(5)] + [
+        ("test_batch", num_test, seed * 1000 + 999)
+    ]
     for name, count, stream in splits:
         rng = np.random.default_rng(stream)
         labels = np.arange(count) % 10
@@ -152,7 +163,9 @@ class CIFARDataModule(L.LightningDataModule):
         if synthetic and dataset != "cifar10":
             raise InputError("data.synthetic generates a 10-class dataset: use it with data.dataset=cifar10")
         if batch_size < 1 or eval_batch_size < 1:
-            raise InputError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
+            raise InputError(
+                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}"
+            )
         self.root = Path(root).expanduser()
         self.dataset, self.val_size, self.seed = dataset, val_size, seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
@@ -167,7 +180,9 @@ class CIFARDataModule(L.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
 
     def prepare_data(self) -> None:
-        if self.synthetic is not None and not all((self.root / name).is_file() for name in CIFAR_FILES["cifar10"]["train"] + ["test_batch"]):
+        if self.synthetic is not None and not all(
+            (self.root / name).is_file() for name in CIFAR_FILES["cifar10"]["train"] + ["test_batch"]
+        ):
             generate_synthetic_cifar(self.root, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
@@ -187,15 +202,30 @@ class CIFARDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return CIFAR_FILES[self.dataset]["classes"]
 
-    def _loader(self, dataset: CIFARImages, batch_size: int, shuffle: bool = False, shard: bool = True) -> DataLoader | TensorBatches:
+    def _loader(
+        self, dataset: CIFARImages, batch_size: int, shuffle: bool = False, shard: bool = True
+    ) -> DataLoader | TensorBatches:
         if self.pipeline == "pil":
-            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+            return DataLoader(
+                dataset,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                drop_last=shuffle,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         order = RandomOrder(len(dataset), self.seed) if shuffle else SequentialOrder(len(dataset))
         fields = {"label": torch.from_numpy(dataset.labels).long(), "index": torch.arange(len(dataset))}
         return trainer_batches(
-            self.trainer, dataset.uint8_tensor(), torch.arange(len(dataset)), fields, order, batch_size,
-            augment=self.augmentation if shuffle else None, generator=self.augment_generator, shard=shard,
+            self.trainer,
+            dataset.uint8_tensor(),
+            torch.arange(len(dataset)),
+            fields,
+            order,
+            batch_size,
+            augment=self.augmentation if shuffle else None,
+            generator=self.augment_generator,
+            shard=shard,
         )
 
     def train_dataloader(self) -> DataLoader | TensorBatches:

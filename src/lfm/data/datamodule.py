@@ -79,7 +79,9 @@ class ReIDDataModule(L.LightningDataModule):
         if len(image_size) != 2 or min(image_size) < 16:
             raise InputError(f"data.image_size must be [height, width] with both >= 16, got {list(image_size)}")
         if batch_size < 1 or eval_batch_size < 1:
-            raise InputError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
+            raise InputError(
+                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}"
+            )
         if sampler == "identity_balanced" and batch_size % num_instances:
             raise InputError(
                 f"data.batch_size={batch_size} must be a multiple of data.num_instances={num_instances} "
@@ -161,7 +163,8 @@ class ReIDDataModule(L.LightningDataModule):
         labels = [self.train_set.labels[sample.pid] for sample in self.train_set.samples]
         if self.pipeline == "tensor":
             order = (
-                IdentityBalancedOrder(labels, self.num_instances, self.seed) if self.sampler == "identity_balanced"
+                IdentityBalancedOrder(labels, self.num_instances, self.seed)
+                if self.sampler == "identity_balanced"
                 else RandomOrder(len(labels), self.seed)
             )
             fields = {"label": torch.tensor(labels), **_identity_fields(self.train_set.samples)}
@@ -181,7 +184,9 @@ class ReIDDataModule(L.LightningDataModule):
         run on one rank). Lightning shards the PIL pipeline's DataLoader itself."""
         return self._ranking_loader("test", self.test_set, shard)
 
-    def _ranking_loader(self, cache_name: str, dataset: ReIDImageDataset, shard: bool = True) -> DataLoader | TensorBatches:
+    def _ranking_loader(
+        self, cache_name: str, dataset: ReIDImageDataset, shard: bool = True
+    ) -> DataLoader | TensorBatches:
         if self.pipeline == "pil":
             return self._loader(dataset, self.eval_batch_size)
         fields = {
@@ -189,8 +194,9 @@ class ReIDDataModule(L.LightningDataModule):
             "is_query": torch.arange(len(dataset)) < dataset.num_query,
             "index": torch.arange(len(dataset)),
         }
-        return self._batches(cache_name, dataset.samples, fields, SequentialOrder(len(dataset)), self.eval_batch_size,
-                             shard=shard)
+        return self._batches(
+            cache_name, dataset.samples, fields, SequentialOrder(len(dataset)), self.eval_batch_size, shard=shard
+        )
 
     def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
         # Workers are not persistent: each epoch's workers are seeded from the global random
@@ -198,18 +204,33 @@ class ReIDDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, **kwargs)
 
     def _batches(
-        self, cache_name: str, samples: list[ReIDSample], fields: dict, order, batch_size: int, train: bool = False,
+        self,
+        cache_name: str,
+        samples: list[ReIDSample],
+        fields: dict,
+        order,
+        batch_size: int,
+        train: bool = False,
         shard: bool = True,
     ) -> TensorBatches:
         """Batches of `samples` gathered from the cache `cache_name` (whose sample list they index)."""
-        cached_samples = self._split("train") if cache_name == "train" else self._split("query") + self._split("gallery")
+        cached_samples = (
+            self._split("train") if cache_name == "train" else self._split("query") + self._split("gallery")
+        )
         row_of = {sample.path: row for row, sample in enumerate(cached_samples)}
         rows = torch.tensor([row_of[sample.path] for sample in samples])
         if self.cache_on_device and self.trainer is not None:
             self.cached[cache_name] = self.cached[cache_name].to(self.trainer.strategy.root_device)
         return trainer_batches(
-            self.trainer, self.cached[cache_name], rows, fields, order, batch_size,
-            augment=self.augmentation if train else None, generator=self.augment_generator, shard=shard,
+            self.trainer,
+            self.cached[cache_name],
+            rows,
+            fields,
+            order,
+            batch_size,
+            augment=self.augmentation if train else None,
+            generator=self.augment_generator,
+            shard=shard,
         )
 
     def state_dict(self) -> dict:

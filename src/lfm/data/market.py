@@ -47,9 +47,8 @@ def parse_reid_filename(name: str) -> tuple[int, int]:
 
 def check_layout(root: Path) -> None:
     """Raise an InputError naming what is missing unless `root` has the three split folders."""
-    hint = (
-        "expected a Market-1501, DukeMTMC-reID or CUHK03-NP labeled/ or detected/ folder with "
-        + ", ".join(f"{f}/" for f in SPLIT_FOLDERS.values())
+    hint = "expected a Market-1501, DukeMTMC-reID or CUHK03-NP labeled/ or detected/ folder with " + ", ".join(
+        f"{f}/" for f in SPLIT_FOLDERS.values()
     )
     if not root.is_dir():
         raise InputError(f"data.root={root} does not exist; {hint}")

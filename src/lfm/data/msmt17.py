@@ -29,7 +29,7 @@ LAYOUT_HINT = (
 
 
 def detect_version(root: Path) -> str:
-    """"V1" or "V2", from which pair of image folders `root` holds."""
+    """ "V1" or "V2", from which pair of image folders `root` holds."""
     found = [version for version, folders in VERSION_FOLDERS.items() if all((root / f).is_dir() for f in folders)]
     if len(found) == 1:
         return found[0]

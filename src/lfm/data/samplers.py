@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from lfm.randomness import derived_seed
+from lfm.runs.randomness import derived_seed
 
 ORDER_STREAM = 1
 
@@ -90,7 +90,11 @@ class IdentityBalancedOrder:
         keys.masked_fill_(torch.arange(self.table.shape[1]) >= counts, 2.0)
         without_replacement = keys.argsort(dim=1)[:, :k] if self.table.shape[1] >= k else None
         with_replacement = (torch.rand(self.num_groups, k, generator=generator) * counts).long()
-        slots = with_replacement if without_replacement is None else torch.where(counts >= k, without_replacement, with_replacement)
+        slots = (
+            with_replacement
+            if without_replacement is None
+            else torch.where(counts >= k, without_replacement, with_replacement)
+        )
         return self.table[labels[:, None], slots].reshape(-1)
 
 

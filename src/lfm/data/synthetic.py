@@ -132,8 +132,17 @@ class SyntheticPreset:
             )
         if self.name_style == "duke" and self.num_junk_images:
             raise InputError("SyntheticPreset.num_junk_images: DukeMTMC-reID names have no junk pid -1; set it to 0")
-        for key in ("cameras_per_id", "images_per_camera", "queries_per_camera", "clutter_objects", "person_height",
-                    "illumination", "gamma", "blur_radius", "noise_std"):
+        for key in (
+            "cameras_per_id",
+            "images_per_camera",
+            "queries_per_camera",
+            "clutter_objects",
+            "person_height",
+            "illumination",
+            "gamma",
+            "blur_radius",
+            "noise_std",
+        ):
             low, high = getattr(self, key)
             if not 0 <= low <= high:
                 raise InputError(f"SyntheticPreset.{key}={(low, high)}: need 0 <= low <= high")
@@ -147,8 +156,12 @@ class SyntheticPreset:
                 f"SyntheticPreset: images_per_camera={self.images_per_camera} needs low >= 2 and "
                 f"queries_per_camera={self.queries_per_camera} needs low >= 1"
             )
-        for key in ("query_camera_probability", "pattern_probability", "accessory_probability",
-                    "occlusion_probability"):
+        for key in (
+            "query_camera_probability",
+            "pattern_probability",
+            "accessory_probability",
+            "occlusion_probability",
+        ):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise InputError(f"SyntheticPreset.{key}={getattr(self, key)}: a probability must lie in [0, 1]")
         for key in ("num_distractor_images", "num_distractor_ids", "num_junk_images"):
@@ -186,11 +199,20 @@ class SyntheticPreset:
 
         Non-zero counts stay >= 1, and exact totals stay at or above the scaled identities' minimum.
         """
+
         def scale(count: int) -> int:
             return max(1, round(count * fraction)) if count else 0
 
-        counts = {key: scale(getattr(self, key)) for key in (
-            "num_train_ids", "num_test_ids", "num_distractor_images", "num_distractor_ids", "num_junk_images")}
+        counts = {
+            key: scale(getattr(self, key))
+            for key in (
+                "num_train_ids",
+                "num_test_ids",
+                "num_distractor_images",
+                "num_distractor_ids",
+                "num_junk_images",
+            )
+        }
         without_totals = dataclasses.replace(self, **counts, **dict.fromkeys(_EXACT_TOTALS))
         if not self.has_exact_totals:
             return without_totals
@@ -200,11 +222,27 @@ class SyntheticPreset:
         )
 
 
-_MARKET_UPPER = ((235, 235, 230), (30, 30, 35), (190, 40, 45), (40, 70, 160), (130, 130, 135), (60, 130, 70),
-                 (225, 200, 60), (215, 140, 170))
+_MARKET_UPPER = (
+    (235, 235, 230),
+    (30, 30, 35),
+    (190, 40, 45),
+    (40, 70, 160),
+    (130, 130, 135),
+    (60, 130, 70),
+    (225, 200, 60),
+    (215, 140, 170),
+)
 _MARKET_LOWER = ((30, 30, 35), (40, 55, 110), (130, 130, 135), (225, 220, 210), (150, 120, 85), (70, 90, 60))
-_DUKE_UPPER = ((25, 25, 30), (25, 25, 30), (45, 50, 75), (110, 110, 115), (150, 40, 45), (235, 235, 235),
-               (70, 80, 55), (105, 75, 55))
+_DUKE_UPPER = (
+    (25, 25, 30),
+    (25, 25, 30),
+    (45, 50, 75),
+    (110, 110, 115),
+    (150, 40, 45),
+    (235, 235, 235),
+    (70, 80, 55),
+    (105, 75, 55),
+)
 _DUKE_LOWER = ((25, 25, 30), (25, 25, 30), (45, 55, 95), (110, 110, 115), (80, 65, 50), (200, 195, 185))
 
 SYNTHETIC_PRESETS: dict[str, SyntheticPreset] = {
@@ -440,12 +478,16 @@ def _plan(preset: SyntheticPreset, seed: int) -> list[_Shot]:
     tracklets = itertools.chain(
         people(rng, preset, train_ids, test_ids, distractor_ids), _unnamed_tracklets(rng, preset)
     )
-    return [shot for kind, pid, camera, splits in tracklets
-            for shot in _tracklet(rng, preset, kind, pid, camera, splits)]
+    return [
+        shot for kind, pid, camera, splits in tracklets for shot in _tracklet(rng, preset, kind, pid, camera, splits)
+    ]
 
 
 def _drawn_tracklets(
-    rng: np.random.Generator, preset: SyntheticPreset, train_ids: list[int], test_ids: list[int],
+    rng: np.random.Generator,
+    preset: SyntheticPreset,
+    train_ids: list[int],
+    test_ids: list[int],
     distractor_ids: list[int],
 ) -> Iterator[_Tracklet]:
     """Identities with camera and image counts drawn from the preset's ranges."""
@@ -466,7 +508,10 @@ def _drawn_tracklets(
 
 
 def _exact_tracklets(
-    rng: np.random.Generator, preset: SyntheticPreset, train_ids: list[int], test_ids: list[int],
+    rng: np.random.Generator,
+    preset: SyntheticPreset,
+    train_ids: list[int],
+    test_ids: list[int],
     distractor_ids: list[int],
 ) -> Iterator[_Tracklet]:
     """Identities with drawn cameras and the preset's exact image totals spread over them."""
@@ -487,14 +532,16 @@ def _exact_tracklets(
         yield _PERSON, pid, camera, [TRAIN_SPLIT] * count
     for (pid, camera), queries, count in zip(test, query_counts.tolist(), gallery_counts.tolist()):
         yield _PERSON, pid, camera, [QUERY_SPLIT] * queries + [GALLERY_SPLIT] * count
-    for (pid, camera), count in zip(distractors, gallery_counts[len(test):].tolist()):
+    for (pid, camera), count in zip(distractors, gallery_counts[len(test) :].tolist()):
         yield _PERSON, pid, camera, [GALLERY_SPLIT] * count
 
 
 def _unnamed_tracklets(rng: np.random.Generator, preset: SyntheticPreset) -> Iterator[_Tracklet]:
     """The gallery's pid 0000 distractor and pid -1 junk images, spread at random over the cameras."""
-    for kind, pid, total in ((_DISTRACTOR, DISTRACTOR_PID, preset.num_distractor_images),
-                             (_JUNK, JUNK_PID, preset.num_junk_images)):
+    for kind, pid, total in (
+        (_DISTRACTOR, DISTRACTOR_PID, preset.num_distractor_images),
+        (_JUNK, JUNK_PID, preset.num_junk_images),
+    ):
         per_camera = np.bincount(rng.integers(preset.num_cameras, size=total), minlength=preset.num_cameras)
         for camera, count in enumerate(per_camera.tolist(), start=1):
             yield kind, pid, camera, [GALLERY_SPLIT] * count
@@ -783,8 +830,15 @@ def _draw_person(
         offset = -0.3 * head_rx if view == "side" else 0.0
         _trapezoid(image, who.hair, head_y, shoulder_y + 0.08 * size, cx + offset, 1.05 * head_rx, 1.15 * head_rx)
     if who.backpack is not None and view == "side":
-        _trapezoid(image, who.backpack, shoulder_y + 0.02 * size, shoulder_y + 0.28 * size,
-                   cx - half - 0.04 * size, 0.06 * size, 0.065 * size)
+        _trapezoid(
+            image,
+            who.backpack,
+            shoulder_y + 0.02 * size,
+            shoulder_y + 0.28 * size,
+            cx - half - 0.04 * size,
+            0.06 * size,
+            0.065 * size,
+        )
 
     _draw_legs(image, rng, who, view, cx, hip_y, hip_half, foot_y, size)
     torso_colour = _clothing(who, shoulder_y, hip_y, cx, size)
@@ -797,8 +851,13 @@ def _draw_person(
         _trapezoid(image, who.backpack, shoulder_y + 0.03 * size, shoulder_y + 0.3 * size, cx, 0.72 * half, 0.78 * half)
     if who.backpack is not None and view == "front":
         for side in (-1, 1):
-            _capsule(image, who.backpack, (shoulder_y, cx + side * 0.55 * half),
-                     (shoulder_y + 0.2 * size, cx + side * 0.62 * half), 0.012 * size)
+            _capsule(
+                image,
+                who.backpack,
+                (shoulder_y, cx + side * 0.55 * half),
+                (shoulder_y + 0.2 * size, cx + side * 0.62 * half),
+                0.012 * size,
+            )
     if who.bag is not None:
         bag_x = cx + 0.02 * size if view == "side" else cx + bag_side * (half + 0.035 * size)
         if view != "side":
@@ -833,8 +892,15 @@ def _clothing(who: _Identity, shoulder_y: float, hip_y: float, cx: float, size: 
 
 
 def _draw_legs(
-    image: np.ndarray, rng: np.random.Generator, who: _Identity, view: str, cx: float, hip_y: float,
-    hip_half: float, foot_y: float, size: float,
+    image: np.ndarray,
+    rng: np.random.Generator,
+    who: _Identity,
+    view: str,
+    cx: float,
+    hip_y: float,
+    hip_half: float,
+    foot_y: float,
+    size: float,
 ) -> None:
     radius = 0.048 * size
     ankle_y = foot_y - 0.03 * size
@@ -861,15 +927,23 @@ def _draw_legs(
 
 
 def _draw_arms(
-    image: np.ndarray, rng: np.random.Generator, who: _Identity, view: str, cx: float, shoulder_y: float,
-    half: float, size: float,
+    image: np.ndarray,
+    rng: np.random.Generator,
+    who: _Identity,
+    view: str,
+    cx: float,
+    shoulder_y: float,
+    half: float,
+    size: float,
 ) -> None:
     radius = 0.034 * size
     if view == "side":
         joints = [((shoulder_y + radius, cx), float(rng.uniform(-0.5, 0.5)))]
     else:
-        joints = [((shoulder_y + radius, cx + side * (half - 0.6 * radius)), side * float(rng.uniform(0.05, 0.35)))
-                  for side in (-1, 1)]
+        joints = [
+            ((shoulder_y + radius, cx + side * (half - 0.6 * radius)), side * float(rng.uniform(0.05, 0.35)))
+            for side in (-1, 1)
+        ]
     for shoulder, angle in joints:
         bend = float(rng.uniform(0.0, 0.4)) * math.copysign(1.0, angle)
         elbow = (shoulder[0] + 0.17 * size * math.cos(angle), shoulder[1] + 0.17 * size * math.sin(angle))
@@ -895,8 +969,8 @@ def _draw_head(image: np.ndarray, who: _Identity, view: str, head_y: float, cx: 
 def _window(image: np.ndarray, y0: float, y1: float, x0: float, x1: float) -> tuple | None:
     """Slices of the box clipped to the image and its pixel-centre coordinates, or None if empty."""
     height, width = image.shape[:2]
-    top, bottom = max(int(y0), 0), min(int(math.ceil(y1)), height)
-    left, right = max(int(x0), 0), min(int(math.ceil(x1)), width)
+    top, bottom = max(int(y0), 0), min(math.ceil(y1), height)
+    left, right = max(int(x0), 0), min(math.ceil(x1), width)
     if top >= bottom or left >= right:
         return None
     ys = np.arange(top, bottom, dtype=np.float32)[:, None] + 0.5
@@ -930,8 +1004,9 @@ def _capsule(
 ) -> None:
     """A thick line segment with round ends (limbs, straps); points are (y, x)."""
     (y0, x0), (y1, x1) = start, end
-    window = _window(image, min(y0, y1) - radius - 1, max(y0, y1) + radius + 1,
-                     min(x0, x1) - radius - 1, max(x0, x1) + radius + 1)
+    window = _window(
+        image, min(y0, y1) - radius - 1, max(y0, y1) + radius + 1, min(x0, x1) - radius - 1, max(x0, x1) + radius + 1
+    )
     if window is None:
         return
     _, ys, xs = window
@@ -961,8 +1036,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, required=True, help="dataset folder to create")
     parser.add_argument("--preset", choices=sorted(SYNTHETIC_PRESETS), default="market_style")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="fraction of the preset's identities (and exact image totals)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="fraction of the preset's identities (and exact image totals)"
+    )
     args = parser.parse_args(argv)
     preset = SYNTHETIC_PRESETS[args.preset].scaled(args.scale)
     start = time.perf_counter()
@@ -976,8 +1052,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for split in SPLITS:
         count = counts[split]
         cameras = ",".join(str(c) for c in count["cameras"])
-        print(f"  {split:<20} {count['images']:>6} images {count['identities']:>5} ids  cameras {cameras}  "
-              f"distractors {count['distractor_images']}  junk {count['junk_images']}")
+        print(
+            f"  {split:<20} {count['images']:>6} images {count['identities']:>5} ids  cameras {cameras}  "
+            f"distractors {count['distractor_images']}  junk {count['junk_images']}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ class Cutout(nn.Module):
         centre_y, centre_x = torch.randint(height, ()).item(), torch.randint(width, ()).item()
         top, left = max(0, centre_y - side // 2), max(0, centre_x - side // 2)
         image = image.clone()
-        image[..., top:centre_y - side // 2 + side, left:centre_x - side // 2 + side] = 0
+        image[..., top : centre_y - side // 2 + side, left : centre_x - side // 2 + side] = 0
         return image
 
 
@@ -61,7 +61,12 @@ def train_transform(
 def resize_transform(image_size: Sequence[int]):
     """PIL image -> uint8 tensor [3, H, W] at `image_size` (bicubic, antialiased): what the
     decoded-image cache stores."""
-    return v2.Compose([v2.ToImage(), v2.Resize(tuple(image_size), interpolation=RESIZE["interpolation"], antialias=RESIZE["antialias"])])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(tuple(image_size), interpolation=RESIZE["interpolation"], antialias=RESIZE["antialias"]),
+        ]
+    )
 
 
 def eval_transform(image_size: Sequence[int]):

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +23,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 def timestamp() -> str:
     """Now, in UTC, as ISO 8601 (what the state files record)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def run_process(command: list[str], run_dir: Path, env: dict[str, str]) -> dict:
@@ -35,8 +35,13 @@ def run_process(command: list[str], run_dir: Path, env: dict[str, str]) -> dict:
     started, start = timestamp(), time.perf_counter()
     with (run_dir / "stdout.log").open("a") as stdout, (run_dir / "stderr.log").open("a") as stderr:
         returncode = subprocess.run(command, stdout=stdout, stderr=stderr, env={**os.environ, **env}).returncode
-    return {"returncode": returncode, "started": started, "ended": timestamp(),
-            "seconds": round(time.perf_counter() - start, 1), "host": platform.node()}
+    return {
+        "returncode": returncode,
+        "started": started,
+        "ended": timestamp(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "host": platform.node(),
+    }
 
 
 class Executor(Protocol):
@@ -74,8 +79,10 @@ def local_slots(jobs: int, gpus: list[str], cores: int, threads: int | None = No
     of the cores, at least one). On the CPU a run's numbers depend on its thread count, so equal `threads` make
     any --jobs give the same numbers."""
     if gpus and jobs > len(gpus):
-        raise InputError(f"--jobs {jobs} needs {jobs} GPUs (one per job); this machine has {len(gpus)} "
-                         f"(CUDA_VISIBLE_DEVICES={','.join(gpus)}); pass --jobs {len(gpus)} or fewer")
+        raise InputError(
+            f"--jobs {jobs} needs {jobs} GPUs (one per job); this machine has {len(gpus)} "
+            f"(CUDA_VISIBLE_DEVICES={','.join(gpus)}); pass --jobs {len(gpus)} or fewer"
+        )
     if threads is not None and threads < 1:
         raise InputError(f"--threads-per-job must be at least 1, got {threads}")
     threads, per_job = threads or max(1, cores // jobs), len(gpus) // jobs
@@ -84,7 +91,7 @@ def local_slots(jobs: int, gpus: list[str], cores: int, threads: int | None = No
         env = {name: str(threads) for name in THREAD_VARIABLES}
         where = {"threads": threads}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = where["gpu"] = ",".join(gpus[index * per_job:(index + 1) * per_job])
+            env["CUDA_VISIBLE_DEVICES"] = where["gpu"] = ",".join(gpus[index * per_job : (index + 1) * per_job])
         slots.append(Slot(env, where))
     return slots
 
@@ -92,14 +99,16 @@ def local_slots(jobs: int, gpus: list[str], cores: int, threads: int | None = No
 class LocalExecutor:
     """Up to `jobs` steps at once on this machine, each in its own slot."""
 
-    def __init__(self, jobs: int, threads: int | None = None, gpus: list[str] | None = None,
-                 cores: int | None = None) -> None:
+    def __init__(
+        self, jobs: int, threads: int | None = None, gpus: list[str] | None = None, cores: int | None = None
+    ) -> None:
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, got {jobs}")
         self.jobs = jobs
         self.free: queue.Queue[Slot] = queue.Queue()
-        for slot in local_slots(jobs, visible_gpus() if gpus is None else gpus,
-                                cores or len(os.sched_getaffinity(0)), threads):
+        for slot in local_slots(
+            jobs, visible_gpus() if gpus is None else gpus, cores or len(os.sched_getaffinity(0)), threads
+        ):
             self.free.put(slot)
 
     def run(self, command: list[str], run_dir: Path) -> dict:
@@ -136,14 +145,22 @@ class SlurmExecutor:
         if jobs < 1:
             raise InputError(f"--jobs must be at least 1, got {jobs}")
         if cluster == SLURM and shutil.which("sbatch") is None:
-            raise InputError("--executor slurm needs SLURM's sbatch on PATH; run from the cluster's login node "
-                             "(or use --executor local)")
+            raise InputError(
+                "--executor slurm needs SLURM's sbatch on PATH; run from the cluster's login node "
+                "(or use --executor local)"
+            )
         self.jobs = jobs
         self.submitted: set[submitit.Job] = set()
         self.executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         self.executor.update_parameters(
-            slurm_partition=options.partition, timeout_min=options.time_min, gpus_per_node=options.gpus_per_job,
-            cpus_per_task=options.cpus_per_job, mem_gb=options.mem_gb, nodes=1, tasks_per_node=1)
+            slurm_partition=options.partition,
+            timeout_min=options.time_min,
+            gpus_per_node=options.gpus_per_job,
+            cpus_per_task=options.cpus_per_job,
+            mem_gb=options.mem_gb,
+            nodes=1,
+            tasks_per_node=1,
+        )
 
     def run(self, command: list[str], run_dir: Path) -> dict:
         started, start = timestamp(), time.perf_counter()
@@ -158,8 +175,13 @@ class SlurmExecutor:
             run_dir.mkdir(parents=True, exist_ok=True)
             with (run_dir / "stderr.log").open("a") as stderr:
                 stderr.write(f"error: job {job.job_id} did not complete ({reason}); see {self.executor.folder}\n")
-            record = {"returncode": -1, "started": started, "ended": timestamp(),
-                      "seconds": round(time.perf_counter() - start, 1), "host": None}
+            record = {
+                "returncode": -1,
+                "started": started,
+                "ended": timestamp(),
+                "seconds": round(time.perf_counter() - start, 1),
+                "host": None,
+            }
         finally:
             self.submitted.discard(job)
         host = record.pop("host")

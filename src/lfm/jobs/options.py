@@ -12,18 +12,33 @@ SLURM_FLAGS = {option.name: "--" + option.name.replace("_", "-") for option in f
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the steps run")
-    group.add_argument("--jobs", type=int, default=1,
-                       help="steps at once (local: the GPUs, one each with --jobs <number of GPUs>, and the CPU "
-                            "cores split between the jobs; slurm: jobs queued or running at once); default 1")
-    group.add_argument("--threads-per-job", type=int,
-                       help="local: CPU threads of each job (default: its share of the cores); a CPU run's numbers "
-                            "depend on it, so the same value gives the same numbers whatever --jobs")
-    group.add_argument("--executor", choices=(LOCAL, SLURM), default=LOCAL,
-                       help="local: processes on this machine; slurm: one SLURM job per step (submitit)")
+    group.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="steps at once (local: the GPUs, one each with --jobs <number of GPUs>, and the CPU "
+        "cores split between the jobs; slurm: jobs queued or running at once); default 1",
+    )
+    group.add_argument(
+        "--threads-per-job",
+        type=int,
+        help="local: CPU threads of each job (default: its share of the cores); a CPU run's numbers "
+        "depend on it, so the same value gives the same numbers whatever --jobs",
+    )
+    group.add_argument(
+        "--executor",
+        choices=(LOCAL, SLURM),
+        default=LOCAL,
+        help="local: processes on this machine; slurm: one SLURM job per step (submitit)",
+    )
     defaults = SlurmOptions()
     group.add_argument(SLURM_FLAGS["partition"], help="slurm: the partition (default: the cluster's)")
-    for name, text in (("time_min", "minutes per job"), ("gpus_per_job", "GPUs per job"),
-                       ("cpus_per_job", "CPU cores per job"), ("mem_gb", "memory per job in GB")):
+    for name, text in (
+        ("time_min", "minutes per job"),
+        ("gpus_per_job", "GPUs per job"),
+        ("cpus_per_job", "CPU cores per job"),
+        ("mem_gb", "memory per job in GB"),
+    ):
         group.add_argument(SLURM_FLAGS[name], type=int, help=f"slurm: {text} (default {getattr(defaults, name)})")
 
 

@@ -1,7 +1,7 @@
 """The runners' progress line: steps done, failed and left, and when the rest should be done."""
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.markup import escape
@@ -56,7 +56,7 @@ class Progress:
         seconds = self.remaining_seconds()
         if seconds is None:
             return text
-        end = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        end = datetime.now(UTC) + timedelta(seconds=seconds)
         return f"{text}; ETA {end:%H:%M} UTC, about {duration(seconds)}"
 
 
@@ -65,5 +65,7 @@ def end_line(label: str, record: dict, run_dir: Path, numbers: str, progress: st
     then the progress line."""
     if record["status"] == FINISHED:
         return f"{label}: finished in {record['seconds']:.0f} s{numbers} | {progress}"
-    return (f"{label}: [red]FAILED[/red] (exit {record['returncode']}) in {record['seconds']:.0f} s: "
-            f"{escape(record['error'])}; log: {run_dir / 'stderr.log'} | {progress}")
+    return (
+        f"{label}: [red]FAILED[/red] (exit {record['returncode']}) in {record['seconds']:.0f} s: "
+        f"{escape(record['error'])}; log: {run_dir / 'stderr.log'} | {progress}"
+    )

@@ -22,8 +22,13 @@ def cancelled_when_interrupted(executor: Executor) -> Iterator[None]:
         raise
 
 
-def run_tasks(tasks: list[Task], executor: Executor, done: set[str], on_end: Callable[[Outcome, str], None],
-              on_blocked: Callable[[Task, str], None]) -> None:
+def run_tasks(
+    tasks: list[Task],
+    executor: Executor,
+    done: set[str],
+    on_end: Callable[[Outcome, str], None],
+    on_blocked: Callable[[Task, str], None],
+) -> None:
     """Start each task, in order, once a job is free and the task it needs is in `done` (or finished here);
     a task whose needed task ended unfinished (or will not run) is blocked. Each end is passed to `on_end`
     with the progress line."""

@@ -48,9 +48,16 @@ class Outcome:
 
     def record(self) -> dict:
         """The step's entry in the state file."""
-        return {"status": FINISHED if self.finished else FAILED, "returncode": self.returncode, "error": self.error,
-                "seconds": self.seconds, "started": self.started, "ended": self.ended, "where": self.where,
-                "command": self.command}
+        return {
+            "status": FINISHED if self.finished else FAILED,
+            "returncode": self.returncode,
+            "error": self.error,
+            "seconds": self.seconds,
+            "started": self.started,
+            "ended": self.ended,
+            "where": self.where,
+            "command": self.command,
+        }
 
 
 def last_error_line(stderr_path: Path) -> str:

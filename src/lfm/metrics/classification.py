@@ -23,8 +23,10 @@ class SampleAccuracy(Metric):
     def update(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> None:
         """Add a batch: logits [N, C], labels [N], index [N]."""
         if logits.ndim != 2 or labels.shape != (logits.shape[0],) or index.shape != (logits.shape[0],):
-            raise ValueError(f"expected logits [N, C], labels [N], index [N]; got shapes {tuple(logits.shape)}, "
-                             f"{tuple(labels.shape)}, {tuple(index.shape)}")
+            raise ValueError(
+                f"expected logits [N, C], labels [N], index [N]; got shapes {tuple(logits.shape)}, "
+                f"{tuple(labels.shape)}, {tuple(index.shape)}"
+            )
         self.correct.append(logits.argmax(dim=1) == labels)
         self.index.append(index.to(torch.int64))
 

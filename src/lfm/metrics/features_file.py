@@ -67,8 +67,12 @@ def load_features(path: Path) -> FeatureFile:
         with np.load(path, allow_pickle=False) as data:
             missing = [name for name in (*ARRAYS, "settings") if name not in data.files]
             if missing:
-                raise InputError(f"{path} is not a feature file (missing {', '.join(missing)}); "
-                                 f"write one with src/eval.py save_features=true")
+                raise InputError(
+                    f"{path} is not a feature file (missing {', '.join(missing)}); "
+                    f"write one with src/eval.py save_features=true"
+                )
             return FeatureFile(**{name: data[name] for name in ARRAYS}, settings=json.loads(str(data["settings"])))
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read feature file {path}: not a .npz written by src/eval.py save_features=true") from None
+    except (OSError, ValueError):
+        raise InputError(
+            f"cannot read feature file {path}: not a .npz written by src/eval.py save_features=true"
+        ) from None

@@ -203,8 +203,11 @@ def evaluate_features(
         return _rank_queries(reranked.rows, gallery.shape[0], ids, max_rank, ap)
     query, gallery = prepare_features(query, distance), prepare_features(gallery, distance)
     return _rank_queries(
-        lambda queries: prepared_distance(query.index_select(0, queries), gallery, distance), gallery.shape[0], ids,
-        max_rank, ap,
+        lambda queries: prepared_distance(query.index_select(0, queries), gallery, distance),
+        gallery.shape[0],
+        ids,
+        max_rank,
+        ap,
     )
 
 
@@ -345,8 +348,15 @@ class ReIDRankingMetric(Metric):
             )
         features, pids, camids = samples["features"], samples["pids"], samples["camids"]
         arguments = (
-            features[is_query], features[is_gallery], pids[is_query], pids[is_gallery], camids[is_query],
-            camids[is_gallery], self.distance, self.max_rank, self.ap,
+            features[is_query],
+            features[is_gallery],
+            pids[is_query],
+            pids[is_gallery],
+            camids[is_query],
+            camids[is_gallery],
+            self.distance,
+            self.max_rank,
+            self.ap,
         )
         results = evaluate_features(*arguments)
         if self.rerank is not None:

@@ -20,6 +20,7 @@ also holds its inputs and its [Q, G] output. Ties between equal distances may or
 neighbours differently from NumPy's argsort, as they may between two NumPy versions.
 """
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -121,7 +122,7 @@ def _row_chunks(num_rows: int, row_length: int, split_at: int | None = None) -> 
     size = max(1, _CHUNK_ELEMENTS // max(row_length, 1))
     bounds = set(range(0, num_rows, size)) | {num_rows} | ({split_at} if split_at else set())
     bounds = sorted(bounds)
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def _nearest(source, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,7 +174,9 @@ def _segment_sum(values: torch.Tensor, segments: torch.Tensor, num_segments: int
     return torch.zeros(num_segments, dtype=values.dtype, device=values.device).index_add_(0, segments, values)
 
 
-def _gather_rows(row_start: torch.Tensor, row_count: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _gather_rows(
+    row_start: torch.Tensor, row_count: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry positions of the given CSR rows, and for each the position of its row in `rows`."""
     counts = row_count[rows]
     owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts)
@@ -280,10 +283,12 @@ class KReciprocalDistance:
         positions, owner = _gather_rows(encoding.row_start, encoding.row_count, queries)
         cost = _segment_sum(self.index_count[encoding.cols[positions]], owner, queries.numel())
         cost = cost + self.num_gallery  # the dense [rows, G] accumulator
-        bounds = torch.searchsorted(torch.cumsum(cost, 0), torch.arange(
-            _CHUNK_ELEMENTS, int(cost.sum()) + _CHUNK_ELEMENTS, _CHUNK_ELEMENTS, device=cost.device))
+        bounds = torch.searchsorted(
+            torch.cumsum(cost, 0),
+            torch.arange(_CHUNK_ELEMENTS, int(cost.sum()) + _CHUNK_ELEMENTS, _CHUNK_ELEMENTS, device=cost.device),
+        )
         edges = sorted({0, queries.numel(), *(int(bound) + 1 for bound in bounds.tolist() if bound < queries.numel())})
-        return [queries[start:stop] for start, stop in zip(edges[:-1], edges[1:], strict=True)]
+        return [queries[start:stop] for start, stop in itertools.pairwise(edges)]
 
     def _jaccard(self, queries: torch.Tensor) -> torch.Tensor:
         encoding = self.encoding
@@ -352,5 +357,3 @@ def k_reciprocal_rerank_features(
     gallery = _as_float_tensor(gallery_features, "gallery_features").to(query.device)
     check_feature_shapes(query, gallery)
     return KReciprocalDistance(_Features(query, gallery, distance), RerankSettings(k1, k2, lambda_value))
-
-

@@ -1,1 +1,1 @@
-"""Backbones, heads and LightningModules."""
+"""Backbones, heads, where a regularizer goes in a network (`insertion`, `regularizers`) and the LightningModules."""

@@ -176,7 +176,9 @@ def _timm_cached_weights(name: str) -> tuple[Path | None, Path]:
 
     config = _timm().models.get_pretrained_cfg(name)
     if config is None or not (config.hf_hub_id or config.url):
-        raise InputError(f"timm has no pretrained weights for {name} (key model.pretrained); set model.pretrained=false")
+        raise InputError(
+            f"timm has no pretrained weights for {name} (key model.pretrained); set model.pretrained=false"
+        )
     candidates = []
     if config.hf_hub_id:
         for filename in ("model.safetensors", "pytorch_model.bin"):

@@ -6,8 +6,8 @@ import torchvision
 from torch import nn
 
 from lfm.errors import InputError
-from lfm.insertion import insert_after_each
 from lfm.masking import LocalFeatureMasking
+from lfm.models.insertion import insert_after_each
 
 
 class DropBlock2d(torchvision.ops.DropBlock2d):

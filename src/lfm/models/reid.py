@@ -200,8 +200,9 @@ def check_rerank_settings(settings: Mapping | None) -> dict:
     return settings
 
 
-def check_evaluation_settings(distance: str = "cosine", ap: str = "standard", rerank_settings: Mapping | None = None,
-                              **_) -> dict:
+def check_evaluation_settings(
+    distance: str = "cosine", ap: str = "standard", rerank_settings: Mapping | None = None, **_
+) -> dict:
     """Refuse a bad model.distance, model.ap or model.rerank_settings; the re-ranking's keyword arguments."""
     if distance not in DISTANCES:
         raise InputError(f"model.distance must be one of {DISTANCES}, got {distance!r}")
@@ -240,8 +241,11 @@ def build_optimizer(net: ReIDNet, optimizer: Mapping, scheduler: Mapping, max_ep
     try:
         if name == "sgd":
             opt = torch.optim.SGD(
-                groups, lr=lr, momentum=optimizer.get("momentum", 0.9),
-                nesterov=optimizer.get("nesterov", True), weight_decay=weight_decay,
+                groups,
+                lr=lr,
+                momentum=optimizer.get("momentum", 0.9),
+                nesterov=optimizer.get("nesterov", True),
+                weight_decay=weight_decay,
             )
         else:
             opt_class = torch.optim.Adam if name == "adam" else torch.optim.AdamW

@@ -13,11 +13,11 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from lfm.study.spec import ATTACK, CROSS, TRAIN, StudySpec, study_steps
+from lfm.study.spec import ATTACK, TRAIN, StudySpec, study_steps
 from lfm.study.stats import Difference, paired_difference, summarize
 
 METRICS = ("mAP", "rank1")
-ALL_ATTACKS = "mean over attacks"   # the robustness setting the claims use: mAP averaged over every attack and eps
+ALL_ATTACKS = "mean over attacks"  # the robustness setting the claims use: mAP averaged over every attack and eps
 
 
 def attack_label(row: dict) -> str:
@@ -30,8 +30,16 @@ def collect_results(spec: StudySpec, runs_dir: Path) -> list[dict]:
 
     def add(question: str, setting: str, step, values: dict) -> None:
         for metric in METRICS:
-            rows.append({"question": question, "setting": setting, "method": step.method, "seed": step.seed,
-                         "metric": metric, "value": values[metric]})
+            rows.append(
+                {
+                    "question": question,
+                    "setting": setting,
+                    "method": step.method,
+                    "seed": step.seed,
+                    "metric": metric,
+                    "value": values[metric],
+                }
+            )
 
     for step in study_steps(spec):
         run_dir = runs_dir / step.key
@@ -42,8 +50,12 @@ def collect_results(spec: StudySpec, runs_dir: Path) -> list[dict]:
             attacked = [row for row in table if row["method"] != "clean" and row["eps"] > 0]
             for row in attacked:
                 add("robustness", f"{step.domain}: {attack_label(row)}", step, row)
-            add("robustness", f"{step.domain}: {ALL_ATTACKS}", step,
-                {metric: sum(row[metric] for row in attacked) / len(attacked) for metric in METRICS})
+            add(
+                "robustness",
+                f"{step.domain}: {ALL_ATTACKS}",
+                step,
+                {metric: sum(row[metric] for row in attacked) / len(attacked) for metric in METRICS},
+            )
             continue
         metrics = json.loads((run_dir / "metrics.json").read_text())
         values = {metric: metrics[f"test/{metric}"] for metric in METRICS}
@@ -69,11 +81,20 @@ def summary_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
     for (question, setting, method, metric), seeds in values.items():
         stats = summarize(list(seeds.values()))
         difference = paired_difference(seeds, values.get((question, setting, spec.baseline, metric), {}))
-        summary.append({
-            "question": question, "setting": setting, "method": method, "metric": metric,
-            "mean": stats.mean, "std": stats.std, "seeds": stats.n,
-            "diff_to_baseline": difference.mean, "diff_low": difference.low, "diff_high": difference.high,
-        })
+        summary.append(
+            {
+                "question": question,
+                "setting": setting,
+                "method": method,
+                "metric": metric,
+                "mean": stats.mean,
+                "std": stats.std,
+                "seeds": stats.n,
+                "diff_to_baseline": difference.mean,
+                "diff_low": difference.low,
+                "diff_high": difference.high,
+            }
+        )
     return summary
 
 
@@ -82,23 +103,44 @@ def claim_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
     values = by_seed(rows)
     verdicts = []
     for claim in spec.claims:
-        settings = sorted({setting for question, setting, _, _ in values if question == claim.question
-                           and (claim.question != "robustness" or setting.endswith(ALL_ATTACKS))})
+        settings = sorted(
+            {
+                setting
+                for question, setting, _, _ in values
+                if question == claim.question and (claim.question != "robustness" or setting.endswith(ALL_ATTACKS))
+            }
+        )
         for setting in settings:
-            difference = paired_difference(values.get((claim.question, setting, claim.method, "mAP"), {}),
-                                           values.get((claim.question, setting, claim.reference, "mAP"), {}))
-            verdicts.append({"claim": claim.text, "question": claim.question, "setting": setting,
-                             "method": claim.method, "reference": claim.reference, "metric": "mAP",
-                             "difference": difference.mean, "low": difference.low, "high": difference.high,
-                             "seeds": difference.n, "verdict": difference.verdict})
+            difference = paired_difference(
+                values.get((claim.question, setting, claim.method, "mAP"), {}),
+                values.get((claim.question, setting, claim.reference, "mAP"), {}),
+            )
+            verdicts.append(
+                {
+                    "claim": claim.text,
+                    "question": claim.question,
+                    "setting": setting,
+                    "method": claim.method,
+                    "reference": claim.reference,
+                    "metric": "mAP",
+                    "difference": difference.mean,
+                    "low": difference.low,
+                    "high": difference.high,
+                    "seeds": difference.n,
+                    "verdict": difference.verdict,
+                }
+            )
     return verdicts
 
 
 def plain_answer(claims: list[dict]) -> list[str]:
     """One sentence per verdict: which claims held on this data and which did not."""
-    sentences = {"held": "Held on this data", "contradicted": "Contradicted (the reference did better)",
-                 "not shown": "Not shown (the difference is within seed-to-seed noise)",
-                 "untested (one seed)": "Untested (one seed gives no interval)"}
+    sentences = {
+        "held": "Held on this data",
+        "contradicted": "Contradicted (the reference did better)",
+        "not shown": "Not shown (the difference is within seed-to-seed noise)",
+        "untested (one seed)": "Untested (one seed gives no interval)",
+    }
     lines = []
     for verdict, sentence in sentences.items():
         chosen = [f"{c['claim']} ({c['setting']})" for c in claims if c["verdict"] == verdict]
@@ -120,23 +162,31 @@ def signed_interval(difference: Difference) -> str:
 
 
 def markdown_table(header: list[str], lines: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(line) + " |" for line in lines])
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        + ["| " + " | ".join(line) + " |" for line in lines]
+    )
 
 
 def comparison_table(spec: StudySpec, summary: list[dict], question: str, setting: str) -> str:
     """Methods as rows: each metric's mean ± std and its difference to the baseline."""
-    cells = {(row["method"], row["metric"]): row for row in summary
-             if row["question"] == question and row["setting"] == setting}
+    cells = {
+        (row["method"], row["metric"]): row
+        for row in summary
+        if row["question"] == question and row["setting"] == setting
+    }
     header = ["method", "seeds", *METRICS, *(f"Δ{metric} vs {spec.baseline} (95% CI)" for metric in METRICS)]
     lines = []
     for method in spec.methods:
         if (method, METRICS[0]) not in cells:
             continue
         rows = [cells[(method, metric)] for metric in METRICS]
-        differences = ["(reference)" if method == spec.baseline else
-                       signed_interval(Difference(r["diff_to_baseline"], r["diff_low"], r["diff_high"], r["seeds"]))
-                       for r in rows]
+        differences = [
+            "(reference)"
+            if method == spec.baseline
+            else signed_interval(Difference(r["diff_to_baseline"], r["diff_low"], r["diff_high"], r["seeds"]))
+            for r in rows
+        ]
         lines.append([method, str(rows[0]["seeds"]), *(mean_std(r["mean"], r["std"]) for r in rows), *differences])
     return markdown_table(header, lines)
 
@@ -152,8 +202,11 @@ def plot_bars(spec: StudySpec, summary: list[dict], question: str, path: Path) -
     axes = figure.subplots(len(settings), len(METRICS), squeeze=False)
     for axes_row, setting in zip(axes, settings):
         for axis, metric in zip(axes_row, METRICS):
-            cells = {row["method"]: row for row in summary
-                     if row["question"] == question and row["setting"] == setting and row["metric"] == metric}
+            cells = {
+                row["method"]: row
+                for row in summary
+                if row["question"] == question and row["setting"] == setting and row["metric"] == metric
+            }
             methods = [method for method in spec.methods if method in cells]
             means = [cells[m]["mean"] for m in methods]
             errors = [0.0 if math.isnan(cells[m]["std"]) else cells[m]["std"] for m in methods]
@@ -169,7 +222,9 @@ def plot_bars(spec: StudySpec, summary: list[dict], question: str, path: Path) -
 
 def plot_attack_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
     """mAP against eps per attack, one line per method (mean over seeds, std band); False if no attack ran."""
-    curves: dict[tuple, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    curves: dict[tuple, dict[str, dict[float, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for step in study_steps(spec):
         result = runs_dir / step.key / "robustness.json"
         if step.kind != ATTACK or not (runs_dir / step.key / "metrics.json").is_file():
@@ -194,8 +249,13 @@ def plot_attack_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
             spread = [0.0 if math.isnan(s.std) else s.std for s in stats]
             colour = "0.4" if name == spec.baseline else f"C{index}"
             axis.plot(eps, means, marker="o", label=name, color=colour)
-            axis.fill_between(eps, [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)],
-                              color=colour, alpha=0.15)
+            axis.fill_between(
+                eps,
+                [m - s for m, s in zip(means, spread)],
+                [m + s for m, s in zip(means, spread)],
+                color=colour,
+                alpha=0.15,
+            )
         axis.set_title(f"{domain}: {method} / {loss}", fontsize=9)
         axis.set_xlabel("eps (x 1/255)")
         axis.set_ylabel("mAP")
@@ -222,10 +282,12 @@ def recipe_lines(spec: StudySpec, runs_dir: Path) -> list[str]:
         if step.kind == TRAIN and step.method == spec.baseline and config_path.is_file():
             config = OmegaConf.load(config_path)
             size = list(config.data.image_size)
-            return [f"- Backbone {config.model.backbone} (pretrained: {config.model.pretrained}), "
-                    f"input {size[0]}x{size[1]}, {config.trainer.max_epochs} epochs, batch {config.data.batch_size}, "
-                    f"{config.model.optimizer.name} lr {config.model.optimizer.lr}, {config.model.scheduler.name} schedule, "
-                    f"precision {config.trainer.precision}."]
+            return [
+                f"- Backbone {config.model.backbone} (pretrained: {config.model.pretrained}), "
+                f"input {size[0]}x{size[1]}, {config.trainer.max_epochs} epochs, batch {config.data.batch_size}, "
+                f"{config.model.optimizer.name} lr {config.model.optimizer.lr}, {config.model.scheduler.name} schedule, "
+                f"precision {config.trainer.precision}."
+            ]
     return []
 
 
@@ -250,25 +312,44 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     figures.mkdir(exist_ok=True)
     steps = study_steps(spec)
     records = [state["steps"].get(step.key, {}) for step in steps]
-    finished = sum(record.get("status") == "finished" or (runs_dir / step.key / "metrics.json").is_file()
-                   for step, record in zip(steps, records))
+    finished = sum(
+        record.get("status") == "finished" or (runs_dir / step.key / "metrics.json").is_file()
+        for step, record in zip(steps, records)
+    )
     minutes = sum(record.get("seconds", 0) for record in records) / 60
     lines = [f"# Study `{spec.name}`: do the paper's claims hold?", ""]
     if spec.description:
         lines += [spec.description.strip(), ""]
-    lines += [f"{finished} of {len(steps)} steps finished ({minutes:.0f} min of step time recorded). "
-              f"Seeds {list(spec.seeds)}; differences are paired by seed, with a 95% t-interval over seeds. "
-              "A claim *held* when the whole interval is above zero, is *contradicted* when it is below, "
-              "and is *not shown* when the interval contains zero.", ""]
+    lines += [
+        f"{finished} of {len(steps)} steps finished ({minutes:.0f} min of step time recorded). "
+        f"Seeds {list(spec.seeds)}; differences are paired by seed, with a 95% t-interval over seeds. "
+        "A claim *held* when the whole interval is above zero, is *contradicted* when it is below, "
+        "and is *not shown* when the interval contains zero.",
+        "",
+    ]
     lines += ["## Verdicts", ""]
-    lines += [markdown_table(
-        ["claim", "setting", "method − reference", "ΔmAP (95% CI)", "seeds", "verdict"],
-        [[c["claim"], c["setting"], f"{c['method']} − {c['reference']}",
-          signed_interval(Difference(c["difference"], c["low"], c["high"], c["seeds"])), str(c["seeds"]),
-          f"**{c['verdict']}**"] for c in claims]), ""]
+    lines += [
+        markdown_table(
+            ["claim", "setting", "method − reference", "ΔmAP (95% CI)", "seeds", "verdict"],
+            [
+                [
+                    c["claim"],
+                    c["setting"],
+                    f"{c['method']} − {c['reference']}",
+                    signed_interval(Difference(c["difference"], c["low"], c["high"], c["seeds"])),
+                    str(c["seeds"]),
+                    f"**{c['verdict']}**",
+                ]
+                for c in claims
+            ],
+        ),
+        "",
+    ]
     lines += [*plain_answer(claims), ""]
-    sections = [("in_domain", "In-domain re-ID (test split of the training dataset)"),
-                ("cross_domain", "Cross-domain re-ID (trained on one dataset, tested on another)")]
+    sections = [
+        ("in_domain", "In-domain re-ID (test split of the training dataset)"),
+        ("cross_domain", "Cross-domain re-ID (trained on one dataset, tested on another)"),
+    ]
     for question, title in sections:
         lines += [f"## {title}", ""]
         for setting in settings_of(summary, question):
@@ -283,13 +364,24 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
         lines += ["![robustness](figures/robustness.png)", ""]
     lines += ["## Setup", "", *recipe_lines(spec, runs_dir)]
     lines += [f"- `{method}`: `{' '.join(overrides)}`" for method, overrides in spec.methods.items()]
-    lines += [f"- Every training run: `{' '.join(spec.train_overrides)}`" if spec.train_overrides else "",
-              f"- Attack evaluation: `{' '.join(spec.attack_overrides)}`" if spec.attack_overrides else "", ""]
+    lines += [
+        f"- Every training run: `{' '.join(spec.train_overrides)}`" if spec.train_overrides else "",
+        f"- Attack evaluation: `{' '.join(spec.attack_overrides)}`" if spec.attack_overrides else "",
+        "",
+    ]
     info = provenance(spec, runs_dir)
-    lines += ["## Reproduce", "", "```", f"python src/study.py {spec.path}", "```", "",
-              "Each step's exact command is in `study_state.json`; each run directory holds its resolved "
-              "config.yaml, run.json (seed, git commit, versions) and metrics.json. Tables: `tables/summary.csv`, "
-              "`tables/claims.csv`, `tables/runs.csv`.", ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        f"python src/study.py {spec.path}",
+        "```",
+        "",
+        "Each step's exact command is in `study_state.json`; each run directory holds its resolved "
+        "config.yaml, run.json (seed, git commit, versions) and metrics.json. Tables: `tables/summary.csv`, "
+        "`tables/claims.csv`, `tables/runs.csv`.",
+        "",
+    ]
     if info:
         versions = ", ".join(f"{name} {value}" for name, value in info.get("versions", {}).items())
         lines += [f"Git commit {info.get('git_commit')}; {versions}.", ""]

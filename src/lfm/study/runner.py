@@ -27,13 +27,13 @@ from lfm.jobs.executors import Executor, LocalExecutor
 from lfm.jobs.progress import end_line
 from lfm.jobs.schedule import run_tasks
 from lfm.jobs.steps import BLOCKED, FINISHED, RESULT_FILE, Outcome, Task, in_order, read_state, set_aside
-from lfm.runs import unfinished_run_checkpoint, write_json
+from lfm.project import PROJECT_ROOT
+from lfm.runs.outputs import unfinished_run_checkpoint, write_json
 from lfm.study.report import write_report
 from lfm.study.spec import CROSS, TRAIN, Step, StudySpec, load_study, study_steps
 
 STATE_FILE = "study_state.json"
 SCRIPTS = {TRAIN: "src/train.py", CROSS: "src/eval.py", "attack": "src/eval.py"}
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,11 @@ def step_command(spec: StudySpec, step: Step, runs_dir: Path, interpreter: str) 
         if step.kind == CROSS:
             # the target dataset, read at the size the model was trained at
             trained_size = OmegaConf.load(train_dir / "config.yaml").data.image_size
-            command += [f"data={step.target}", f"data.image_size=[{trained_size[0]},{trained_size[1]}]",
-                        *spec.cross_overrides]
+            command += [
+                f"data={step.target}",
+                f"data.image_size=[{trained_size[0]},{trained_size[1]}]",
+                *spec.cross_overrides,
+            ]
         else:
             command += list(spec.attack_overrides)
     return [*command, f"seed={step.seed}", f"run_name={step.method}", f"hydra.run.dir={run_dir}"]
@@ -92,8 +95,9 @@ def headline(run_dir: Path) -> str:
     return " ".join(parts)
 
 
-def start_step(spec: StudySpec, step: Step, runs_dir: Path, attempts_dir: Path, label: str, interpreter: str,
-               console: Console) -> list[str]:
+def start_step(
+    spec: StudySpec, step: Step, runs_dir: Path, attempts_dir: Path, label: str, interpreter: str, console: Console
+) -> list[str]:
     """Make way for the step and say where it runs; its command (an evaluation's reads its training run)."""
     run_dir = runs_dir / step.key
     note = prepare_run_dir(step, run_dir, attempts_dir)
@@ -101,8 +105,13 @@ def start_step(spec: StudySpec, step: Step, runs_dir: Path, attempts_dir: Path, 
     return step_command(spec, step, runs_dir, interpreter)
 
 
-def run_study(name_or_path: str, out_dir: Path | None = None, executor: Executor | None = None,
-              interpreter: str = sys.executable, console: Console | None = None) -> StudyResult:
+def run_study(
+    name_or_path: str,
+    out_dir: Path | None = None,
+    executor: Executor | None = None,
+    interpreter: str = sys.executable,
+    console: Console | None = None,
+) -> StudyResult:
     """Run every step not finished yet through `executor` (default: one at a time on this machine), then write
     the report from all finished steps."""
     console = console or Console(highlight=False, soft_wrap=True)
@@ -114,19 +123,29 @@ def run_study(name_or_path: str, out_dir: Path | None = None, executor: Executor
     executor = executor or LocalExecutor(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_dir = out_dir / "runs"
-    console.print(f"Study {spec.name}: {len(spec.methods)} methods x {len(spec.seeds)} seeds, {len(steps)} steps, "
-                  f"{executor.jobs} at once -> {out_dir}")
+    console.print(
+        f"Study {spec.name}: {len(spec.methods)} methods x {len(spec.seeds)} seeds, {len(steps)} steps, "
+        f"{executor.jobs} at once -> {out_dir}"
+    )
     done = {step.key for step in steps if (runs_dir / step.key / RESULT_FILE).is_file()}
     labels, tasks, order = {}, [], [step.key for step in steps]
     for index, step in enumerate(steps, start=1):
-        labels[step.key] = label = escape(f"[{index}/{len(steps)}] {step.kind} {step.method} seed {step.seed}"
-                                          + (f" on {step.target}" if step.kind == CROSS else ""))
+        labels[step.key] = label = escape(
+            f"[{index}/{len(steps)}] {step.kind} {step.method} seed {step.seed}"
+            + (f" on {step.target}" if step.kind == CROSS else "")
+        )
         if step.key in done:
             console.print(f"{label}: finished earlier, skipped")
             continue
-        tasks.append(Task(step.key, step.kind, runs_dir / step.key,
-                          partial(start_step, spec, step, runs_dir, out_dir / "attempts", label, interpreter, console),
-                          needs=None if step.kind == TRAIN else step.train_key))
+        tasks.append(
+            Task(
+                step.key,
+                step.kind,
+                runs_dir / step.key,
+                partial(start_step, spec, step, runs_dir, out_dir / "attempts", label, interpreter, console),
+                needs=None if step.kind == TRAIN else step.train_key,
+            )
+        )
 
     def record(key: str, entry: dict) -> None:
         """One step's entry (the steps in study order); the file rewritten atomically."""

@@ -9,23 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lfm.errors import InputError
+from lfm.project import CONF_DIR
 from lfm.sweeps.spec import read_yaml
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 QUESTIONS = ("in_domain", "cross_domain", "robustness")
 TRAIN, CROSS, ATTACK = "train", "cross", "attack"
 
 
 @dataclass(frozen=True)
 class Domain:
-    train: str                  # data config the models train (and are tested in-domain) on
-    cross: tuple[str, ...]      # data configs they are also tested on
+    train: str  # data config the models train (and are tested in-domain) on
+    cross: tuple[str, ...]  # data configs they are also tested on
 
 
 @dataclass(frozen=True)
 class Claim:
     text: str
-    question: str               # in_domain | cross_domain | robustness
+    question: str  # in_domain | cross_domain | robustness
     method: str
     reference: str
 
@@ -35,24 +35,24 @@ class StudySpec:
     path: Path
     name: str
     seeds: tuple[int, ...]
-    methods: dict[str, tuple[str, ...]]    # method label -> src/train.py overrides
+    methods: dict[str, tuple[str, ...]]  # method label -> src/train.py overrides
     baseline: str
     domains: tuple[Domain, ...]
-    train_overrides: tuple[str, ...]       # every training run
-    eval_overrides: tuple[str, ...]        # every src/eval.py run
-    cross_overrides: tuple[str, ...]       # the cross-domain evaluations (settings of the target data)
-    attack_overrides: tuple[str, ...]      # the attack evaluation (src/eval.py), empty: no attack
+    train_overrides: tuple[str, ...]  # every training run
+    eval_overrides: tuple[str, ...]  # every src/eval.py run
+    cross_overrides: tuple[str, ...]  # the cross-domain evaluations (settings of the target data)
+    attack_overrides: tuple[str, ...]  # the attack evaluation (src/eval.py), empty: no attack
     claims: tuple[Claim, ...]
     description: str = ""
 
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                   # train | cross | attack
+    kind: str  # train | cross | attack
     domain: str
     method: str
     seed: int
-    target: str                 # the test data: the training domain, or the cross-domain dataset
+    target: str  # the test data: the training domain, or the cross-domain dataset
 
     @property
     def key(self) -> str:
@@ -104,8 +104,12 @@ def load_study(name_or_path: str) -> StudySpec:
     if not isinstance(name, str) or not name or "/" in name:
         raise InputError(f"{path}: name must be a non-empty string without '/', got {name!r}")
     seeds = raw["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise InputError(f"{path}: seeds must be a non-empty list of distinct integers, got {seeds!r}")
     methods = raw["methods"]
     if not isinstance(methods, dict) or not methods:
@@ -118,8 +122,10 @@ def load_study(name_or_path: str) -> StudySpec:
     if not isinstance(domains_raw, list) or not domains_raw or not all(isinstance(d, dict) for d in domains_raw):
         raise InputError(f"{path}: domains must be a list of {{train: <data config>, cross: [<data config>, ...]}}")
     domains = tuple(
-        Domain(_data_config(path, f"domains[{i}].train", d.get("train")),
-               tuple(_data_config(path, f"domains[{i}].cross", c) for c in d.get("cross") or ()))
+        Domain(
+            _data_config(path, f"domains[{i}].train", d.get("train")),
+            tuple(_data_config(path, f"domains[{i}].cross", c) for c in d.get("cross") or ()),
+        )
         for i, d in enumerate(domains_raw)
     )
     claims = []
@@ -134,12 +140,18 @@ def load_study(name_or_path: str) -> StudySpec:
                 raise InputError(f"{path}: {where}.{key}={claim[key]!r} is not one of the methods {list(methods)}")
         claims.append(Claim(str(claim["text"]), claim["question"], claim["method"], claim["reference"]))
     return StudySpec(
-        path=path, name=name, seeds=tuple(seeds), methods=methods, baseline=baseline, domains=domains,
+        path=path,
+        name=name,
+        seeds=tuple(seeds),
+        methods=methods,
+        baseline=baseline,
+        domains=domains,
         train_overrides=_strings(path, "train_overrides", raw.get("train_overrides")),
         eval_overrides=_strings(path, "eval_overrides", raw.get("eval_overrides")),
         cross_overrides=_strings(path, "cross_overrides", raw.get("cross_overrides")),
         attack_overrides=_strings(path, "attack_overrides", raw.get("attack_overrides")),
-        claims=tuple(claims), description=str(raw.get("description") or ""),
+        claims=tuple(claims),
+        description=str(raw.get("description") or ""),
     )
 
 

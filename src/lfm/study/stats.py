@@ -2,7 +2,7 @@
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 
 def student_t_cdf(t: float, df: int) -> float:
@@ -21,7 +21,7 @@ def student_t_cdf(t: float, df: int) -> float:
     return 0.5 + total * step / 3
 
 
-@lru_cache(maxsize=None)
+@cache
 def student_t_quantile(q: float, df: int) -> float:
     """The `q` quantile of Student's t with `df` degrees of freedom (bisection on the CDF)."""
     if not 0.5 <= q < 1:

@@ -26,14 +26,14 @@ def expand_envvars(item: str) -> str:
 def hydra_overrides(spec: SweepSpec, parameters: dict) -> list[str]:
     """What the program receives as Hydra overrides: the command's items after ${program}, the run's values in place."""
     overrides: list[str] = []
-    for item in spec.command[spec.command.index(PROGRAM_MACRO) + 1:]:
+    for item in spec.command[spec.command.index(PROGRAM_MACRO) + 1 :]:
         overrides += parameter_overrides(parameters) if item == ARGS_MACRO else [expand_envvars(item)]
     return overrides
 
 
 def render_command(spec: SweepSpec, parameters: dict, interpreter: str) -> list[str]:
     """The full argv of one run; ${env} becomes /usr/bin/env where it exists, ${interpreter} this Python."""
-    head = spec.command[:spec.command.index(PROGRAM_MACRO)]
+    head = spec.command[: spec.command.index(PROGRAM_MACRO)]
     macros = {"${env}": [shutil.which("env")] if shutil.which("env") else [], "${interpreter}": [interpreter]}
     argv: list[str] = []
     for item in head:

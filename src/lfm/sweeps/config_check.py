@@ -19,8 +19,9 @@ def program_config(spec: SweepSpec) -> tuple[Path, str]:
     """(conf directory, config name) of an entry point: src/train.py reads conf/train.yaml."""
     program = Path(spec.program).resolve()
     if not program.is_file():
-        raise InputError(f"{spec.path}: program {spec.program} not found from {Path.cwd()}; run the sweep from the "
-                         f"project root")
+        raise InputError(
+            f"{spec.path}: program {spec.program} not found from {Path.cwd()}; run the sweep from the project root"
+        )
     conf_dir = program.parent.parent / "conf"
     if not (conf_dir / f"{program.stem}.yaml").is_file():
         raise InputError(f"{spec.path}: program {spec.program} has no Hydra config {conf_dir / program.stem}.yaml")
@@ -52,9 +53,11 @@ def check_keys_exist(spec: SweepSpec, conf_dir: Path, base: dict) -> None:
     for parameter in spec.parameters:
         if (conf_dir / parameter.key.replace(".", "/")).is_dir() or has_key(base, parameter.key):
             continue
-        raise InputError(f"{spec.path}: parameters.{parameter.key} is not a key of the config that {spec.program} "
-                         f"composes with {' '.join(hydra_overrides(spec, {})) or 'no overrides'}; a sweep can only "
-                         f"set existing keys (see conf/)")
+        raise InputError(
+            f"{spec.path}: parameters.{parameter.key} is not a key of the config that {spec.program} "
+            f"composes with {' '.join(hydra_overrides(spec, {})) or 'no overrides'}; a sweep can only "
+            f"set existing keys (see conf/)"
+        )
 
 
 def points_to_compose(spec: SweepSpec, points: list[dict]) -> list[dict]:

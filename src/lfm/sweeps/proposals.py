@@ -15,8 +15,10 @@ def grid_points(spec: SweepSpec) -> list[dict]:
     """The Cartesian product of the values, the first parameter varying slowest."""
     continuous = [parameter.key for parameter in spec.parameters if not parameter.is_discrete]
     if continuous:
-        raise InputError(f"{spec.path}: method grid needs values: [...] for every parameter; {continuous[0]} has a "
-                         f"distribution (use method random, or list the values)")
+        raise InputError(
+            f"{spec.path}: method grid needs values: [...] for every parameter; {continuous[0]} has a "
+            f"distribution (use method random, or list the values)"
+        )
     keys = [parameter.key for parameter in spec.parameters]
     return [dict(zip(keys, combination)) for combination in itertools.product(*(p.values for p in spec.parameters))]
 

@@ -16,15 +16,15 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from lfm.errors import InputError
 from lfm.jobs.executors import Executor
 from lfm.jobs.progress import Progress, end_line
 from lfm.jobs.schedule import cancelled_when_interrupted
 from lfm.jobs.steps import FAILED, FINISHED, Outcome, Task
-from lfm.runs import write_json
+from lfm.runs.outputs import write_json
 from lfm.sweeps.command import hydra_overrides, parameter_overrides
 from lfm.sweeps.runner import RUN, STATE_FILE, PreparedSweep, final_metric, metric_text, run_id, start_run
 from lfm.sweeps.spec import Parameter
@@ -78,8 +78,10 @@ def open_storage(location: str, heartbeat: int) -> optuna.storages.BaseStorage:
             return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat)
     except (ImportError, OSError, ValueError, RuntimeError, SQLAlchemyError) as error:
         message = " ".join(str(error).split())[:300]
-        raise InputError(f"--storage {location}: cannot open it ({message}); pass an SQLite file (.db), a database "
-                         f"URL (postgresql://...) or a journal file") from None
+        raise InputError(
+            f"--storage {location}: cannot open it ({message}); pass an SQLite file (.db), a database "
+            f"URL (postgresql://...) or a journal file"
+        ) from None
 
 
 def search_state(study: optuna.Study, state: dict) -> dict:
@@ -88,8 +90,11 @@ def search_state(study: optuna.Study, state: dict) -> dict:
     for trial in study.get_trials(deepcopy=False):
         if "run_id" not in trial.user_attrs:
             continue
-        record = {"trial": trial.number, "parameters": trial.user_attrs["parameters"],
-                  **trial.user_attrs.get("record", {"error": KILLED if trial.state == TrialState.FAIL else None})}
+        record = {
+            "trial": trial.number,
+            "parameters": trial.user_attrs["parameters"],
+            **trial.user_attrs.get("record", {"error": KILLED if trial.state == TrialState.FAIL else None}),
+        }
         runs[trial.user_attrs["run_id"]] = {**record, "status": STATUS.get(trial.state, trial.state.name.lower())}
     return {**state, "runs": runs}
 
@@ -98,8 +103,17 @@ class Search:
     """One runner's part of the search: each trial a run through the executor; the state file written by this
     process (one thread at a time) from the storage."""
 
-    def __init__(self, sweep: PreparedSweep, out_dir: Path, study: optuna.Study, state: dict, executor: Executor,
-                 progress: Progress, interpreter: str, console: Console) -> None:
+    def __init__(
+        self,
+        sweep: PreparedSweep,
+        out_dir: Path,
+        study: optuna.Study,
+        state: dict,
+        executor: Executor,
+        progress: Progress,
+        interpreter: str,
+        console: Console,
+    ) -> None:
         self.sweep, self.out_dir, self.study, self.state = sweep, out_dir, study, state
         self.executor, self.progress, self.interpreter, self.console = executor, progress, interpreter, console
         self.lock = threading.Lock()
@@ -117,9 +131,19 @@ class Search:
         trial.set_user_attr("run_id", identifier)
         trial.set_user_attr("parameters", parameters)
         label = escape(f"[trial {trial.number}] {' '.join(parameter_overrides(parameters))}")
-        task = Task(identifier, RUN, run_dir, partial(start_run, label, run_dir,
-                                                      self.sweep.command(parameters, run_dir, self.interpreter),
-                                                      self.out_dir / "attempts", self.console))
+        task = Task(
+            identifier,
+            RUN,
+            run_dir,
+            partial(
+                start_run,
+                label,
+                run_dir,
+                self.sweep.command(parameters, run_dir, self.interpreter),
+                self.out_dir / "attempts",
+                self.console,
+            ),
+        )
         with self.lock:
             command = task.start()
         outcome = Outcome(task, command, **self.executor.run(command, run_dir))
@@ -134,37 +158,61 @@ class Search:
             done = states.count(TrialState.COMPLETE) + (value is not None)
             failed = states.count(TrialState.FAIL) + (value is None)
             progress = self.progress.set_counts(done, failed, max(0, self.sweep.size - done - failed), RUN)
-            self.console.print(end_line(label, record, run_dir, metric_text(spec.metric, value), progress),
-                               soft_wrap=True)
+            self.console.print(
+                end_line(label, record, run_dir, metric_text(spec.metric, value), progress), soft_wrap=True
+            )
         if value is None:
             raise RunFailed(record["error"])
         return value
 
 
-def run_search(sweep: PreparedSweep, out_dir: Path, state: dict, executor: Executor, storage: str | None,
-               heartbeat: int, seed: int | None, retry_failed: bool, interpreter: str, console: Console) -> dict:
+def run_search(
+    sweep: PreparedSweep,
+    out_dir: Path,
+    state: dict,
+    executor: Executor,
+    storage: str | None,
+    heartbeat: int,
+    seed: int | None,
+    retry_failed: bool,
+    interpreter: str,
+    console: Console,
+) -> dict:
     """Run trials until the search holds `sweep.size` of them (failed ones not counted with `retry_failed`,
     so new runs take their place); the state."""
     spec = sweep.spec
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the runner prints one line per run instead
     location = storage_location(storage, out_dir)
     study = optuna.create_study(
-        storage=open_storage(location, heartbeat), study_name=spec.name, load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True), direction=spec.metric["goal"])
+        storage=open_storage(location, heartbeat),
+        study_name=spec.name,
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+        direction=spec.metric["goal"],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a killed runner's trial, before counting the trials
     counted = (TrialState.COMPLETE, TrialState.RUNNING, *(() if retry_failed else (TrialState.FAIL,)))
     left = sweep.size - len(study.get_trials(deepcopy=False, states=counted))
-    search = Search(sweep, out_dir, study, state, executor, Progress([RUN] * max(left, 0), executor.jobs),
-                    interpreter, console)
-    console.print(f"Optuna study {spec.name} in {location}: "
-                  f"{len(study.trials)} trials so far, {max(left, 0)} to run here")
+    search = Search(
+        sweep, out_dir, study, state, executor, Progress([RUN] * max(left, 0), executor.jobs), interpreter, console
+    )
+    console.print(
+        f"Optuna study {spec.name} in {location}: {len(study.trials)} trials so far, {max(left, 0)} to run here"
+    )
     if left > 0:
         # the callback stops this runner when the search (all its runners together) holds enough trials
         with cancelled_when_interrupted(executor):
-            study.optimize(search.objective, n_trials=left, n_jobs=executor.jobs, catch=(RunFailed,),
-                           callbacks=[optuna.study.MaxTrialsCallback(sweep.size, states=counted),
-                                      lambda study, trial: search.write_state()])
+            study.optimize(
+                search.objective,
+                n_trials=left,
+                n_jobs=executor.jobs,
+                catch=(RunFailed,),
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(sweep.size, states=counted),
+                    lambda study, trial: search.write_state(),
+                ],
+            )
     search.write_state()
     return search.state

@@ -13,15 +13,33 @@ from lfm.errors import InputError
 METHODS = ("grid", "random", "bayes")
 GOALS = ("maximize", "minimize")
 # Top-level keys of a W&B sweep file; the ones the offline runner ignores are W&B server settings.
-SWEEP_KEYS = {"program", "method", "metric", "parameters", "command", "name", "description", "project", "entity",
-              "early_terminate", "run_cap"}
+SWEEP_KEYS = {
+    "program",
+    "method",
+    "metric",
+    "parameters",
+    "command",
+    "name",
+    "description",
+    "project",
+    "entity",
+    "early_terminate",
+    "run_cap",
+}
 PARAMETER_KEYS = {"value", "values", "probabilities", "distribution", "min", "max", "q"}
 CONTINUOUS = ("uniform", "int_uniform", "q_uniform", "log_uniform_values")
 ARGS_MACRO = "${args_no_hyphens}"
 PROGRAM_MACRO = "${program}"
 # W&B argument macros that do not produce Hydra overrides of existing keys.
-NON_HYDRA_MACROS = ("${args}", "${args_no_boolean_flags}", "${args_json}", "${args_json_file}", "${args_no_equals}",
-                    "${args_append_hydra}", "${args_override_hydra}")
+NON_HYDRA_MACROS = (
+    "${args}",
+    "${args_no_boolean_flags}",
+    "${args_json}",
+    "${args_json_file}",
+    "${args_no_equals}",
+    "${args_append_hydra}",
+    "${args_override_hydra}",
+)
 
 
 @dataclass(frozen=True)
@@ -64,11 +82,14 @@ def read_yaml(path: Path, what: str, resolve: bool = False):
         return OmegaConf.to_container(OmegaConf.load(path), resolve=resolve)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        raise InputError(f"{path} is not a valid YAML {what} (line {mark.line + 1}, column {mark.column + 1}: "
-                         f"{error.problem or error.context})") from None
+        raise InputError(
+            f"{path} is not a valid YAML {what} (line {mark.line + 1}, column {mark.column + 1}: "
+            f"{error.problem or error.context})"
+        ) from None
     except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
-        raise InputError(f"{path} is not a valid YAML {what} ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0]})") from None
+        raise InputError(
+            f"{path} is not a valid YAML {what} ({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from None
 
 
 def load_sweep(path: Path) -> SweepSpec:
@@ -107,8 +128,10 @@ def with_overrides(spec: SweepSpec, overrides: list[str]) -> SweepSpec:
     """The sweep with Hydra overrides added to every run's command, before the swept values."""
     wrong = [item for item in overrides if "=" not in item or item.startswith("-")]
     if wrong:
-        raise InputError(f"{wrong[0]!r} is not a Hydra override; after the sweep file give key=value overrides that "
-                         f"every run gets (e.g. trainer.max_epochs=1)")
+        raise InputError(
+            f"{wrong[0]!r} is not a Hydra override; after the sweep file give key=value overrides that "
+            f"every run gets (e.g. trainer.max_epochs=1)"
+        )
     at = spec.command.index(ARGS_MACRO)
     return replace(spec, command=(*spec.command[:at], *overrides, *spec.command[at:]))
 
@@ -128,13 +151,16 @@ def check_metric(path: Path, metric, method: str) -> dict | None:
 
 def check_command(path: Path, command) -> tuple[str, ...]:
     if not isinstance(command, list) or not all(isinstance(item, str) for item in command):
-        raise InputError(f"{path}: command is missing; use [${{env}}, ${{interpreter}}, {PROGRAM_MACRO}, "
-                         f"experiment=<name>, {ARGS_MACRO}] so Hydra receives key=value overrides")
+        raise InputError(
+            f"{path}: command is missing; use [${{env}}, ${{interpreter}}, {PROGRAM_MACRO}, "
+            f"experiment=<name>, {ARGS_MACRO}] so Hydra receives key=value overrides"
+        )
     wrong = [item for item in command if item in NON_HYDRA_MACROS]
     if wrong or ARGS_MACRO not in command or PROGRAM_MACRO not in command:
         instead = f", not {wrong[0]}" if wrong else ""
-        raise InputError(f"{path}: command must contain {PROGRAM_MACRO} and {ARGS_MACRO} (Hydra overrides of existing "
-                         f"keys){instead}")
+        raise InputError(
+            f"{path}: command must contain {PROGRAM_MACRO} and {ARGS_MACRO} (Hydra overrides of existing keys){instead}"
+        )
     if command.index(ARGS_MACRO) < command.index(PROGRAM_MACRO):
         raise InputError(f"{path}: command must put {ARGS_MACRO} after {PROGRAM_MACRO}")
     return tuple(command)
@@ -156,8 +182,9 @@ def check_parameter(path: Path, key: str, spec) -> Parameter:
     if not isinstance(spec, dict) or not spec:
         raise InputError(f"{where} must be a mapping with value, values or distribution/min/max")
     if "parameters" in spec:
-        raise InputError(f"{where}: nested parameters are not supported; sweep dotted config keys such as "
-                         f"model.lfm.mask_ratio")
+        raise InputError(
+            f"{where}: nested parameters are not supported; sweep dotted config keys such as model.lfm.mask_ratio"
+        )
     unknown = sorted(set(spec) - PARAMETER_KEYS)
     if unknown:
         raise InputError(f"{where}: unsupported key(s) {unknown}; use {sorted(PARAMETER_KEYS)}")
@@ -184,9 +211,12 @@ def check_values(where: str, key: str, spec: dict) -> Parameter:
     values = tuple(check_value(where, value) for value in values)
     probabilities = spec.get("probabilities")
     if probabilities is not None:
-        if (not isinstance(probabilities, list) or len(probabilities) != len(values)
-                or not all(is_number(weight) and weight >= 0 for weight in probabilities)
-                or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6)):
+        if (
+            not isinstance(probabilities, list)
+            or len(probabilities) != len(values)
+            or not all(is_number(weight) and weight >= 0 for weight in probabilities)
+            or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6)
+        ):
             raise InputError(f"{where}.probabilities must be {len(values)} non-negative numbers that sum to 1")
         probabilities = tuple(float(weight) for weight in probabilities)
     return Parameter(key, values=values, probabilities=probabilities)
@@ -199,8 +229,10 @@ def check_distribution(where: str, key: str, spec: dict) -> Parameter:
     integers = isinstance(low, int) and isinstance(high, int)
     distribution = spec.get("distribution") or ("int_uniform" if integers else "uniform")
     if distribution not in CONTINUOUS:
-        raise InputError(f"{where}.distribution must be one of {list(CONTINUOUS)} with min/max "
-                         f"(or values: [...]), got {distribution!r}")
+        raise InputError(
+            f"{where}.distribution must be one of {list(CONTINUOUS)} with min/max "
+            f"(or values: [...]), got {distribution!r}"
+        )
     if not low < high:
         raise InputError(f"{where}: min ({low}) must be below max ({high})")
     if distribution == "int_uniform" and not integers:

@@ -16,10 +16,13 @@ run_dir = Path(overrides.pop("hydra.run.dir"))
 config.update({key: yaml.safe_load(value) for key, value in overrides.items()})
 run_dir.mkdir(parents=True, exist_ok=True)
 (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-(run_dir / "env.json").write_text(json.dumps({name: os.environ.get(name) for name in
-                                              ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")}))
+(run_dir / "env.json").write_text(
+    json.dumps({name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")})
+)
 time.sleep(config["sleep"])
 if config["x"] > config["fail_above"]:
     print(f"error: x={config['x']} is above fail_above={config['fail_above']}", file=sys.stderr)
     sys.exit(2)
-(run_dir / "metrics.json").write_text(json.dumps({"val/mAP_best": 1 - (config["x"] - 0.3) ** 2, "seed": config["seed"]}))
+(run_dir / "metrics.json").write_text(
+    json.dumps({"val/mAP_best": 1 - (config["x"] - 0.3) ** 2, "seed": config["seed"]})
+)

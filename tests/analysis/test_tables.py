@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lfm.analysis import (
+from lfm.analysis.tables import (
     best,
     best_per_regularizer,
     first_checkpoint,
@@ -19,10 +19,17 @@ from lfm.analysis import (
 from lfm.errors import InputError
 
 
-def write_training_run(run_dir: Path, *, seed: int, lfm: dict | None, test_map: float, dropblock: dict | None = None) -> None:
+def write_training_run(
+    run_dir: Path, *, seed: int, lfm: dict | None, test_map: float, dropblock: dict | None = None
+) -> None:
     run_dir.mkdir(parents=True)
-    config = {"task_name": "train", "task": "reid", "run_name": "demo", "seed": seed,
-              "model": {"backbone": "resnet18", "lfm": lfm, "dropblock": dropblock}}
+    config = {
+        "task_name": "train",
+        "task": "reid",
+        "run_name": "demo",
+        "seed": seed,
+        "model": {"backbone": "resnet18", "lfm": lfm, "dropblock": dropblock},
+    }
     (run_dir / "config.yaml").write_text(json.dumps(config))
     (run_dir / "metrics.json").write_text(json.dumps({"test/mAP": test_map, "seed": seed}))
     (run_dir / "checkpoints").mkdir()
@@ -32,11 +39,21 @@ def write_training_run(run_dir: Path, *, seed: int, lfm: dict | None, test_map: 
 def write_eval_run(run_dir: Path, checkpoint: Path, maps: dict[tuple[str, float], float]) -> None:
     """An src/eval.py attack run of `checkpoint`: maps {(method, eps): mAP} with loss `metric`."""
     run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(json.dumps({"task_name": "eval", "run_name": "eval", "seed": 0,
-                                                     "ckpt_path": str(checkpoint)}))
+    (run_dir / "config.yaml").write_text(
+        json.dumps({"task_name": "eval", "run_name": "eval", "seed": 0, "ckpt_path": str(checkpoint)})
+    )
     rows = [{"mode": "white-box", "method": "clean", "loss": "none", "eps": 0.0, "mAP": 0.5, "rank1": 0.6}]
-    rows += [{"mode": "white-box", "method": method, "loss": "none" if method == "noise" else "metric", "eps": eps,
-              "mAP": value, "rank1": value} for (method, eps), value in maps.items()]
+    rows += [
+        {
+            "mode": "white-box",
+            "method": method,
+            "loss": "none" if method == "noise" else "metric",
+            "eps": eps,
+            "mAP": value,
+            "rank1": value,
+        }
+        for (method, eps), value in maps.items()
+    ]
     metrics = {"test/mAP": 0.5}
     metrics.update({f"attack/{row['method']}/{row['loss']}/eps{row['eps']:g}/mAP": row["mAP"] for row in rows})
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
@@ -54,18 +71,28 @@ def runs(tmp_path) -> Path:
     write_training_run(tmp_path / "sweep" / "layer1_0.5_s0", seed=0, lfm={**LFM, "after": "layer1"}, test_map=0.50)
     for seed, value in ((0, 0.10), (1, 0.20)):
         write_training_run(tmp_path / "sweep" / f"none_s{seed}", seed=seed, lfm=None, test_map=value)
-    write_training_run(tmp_path / "sweep" / "dropblock_s0", seed=0, lfm=None, test_map=0.35,
-                       dropblock={"after": "conv1", "p": 0.05})
+    write_training_run(
+        tmp_path / "sweep" / "dropblock_s0", seed=0, lfm=None, test_map=0.35, dropblock={"after": "conv1", "p": 0.05}
+    )
     checkpoint = tmp_path / "sweep" / "conv1_0.5_s0" / "checkpoints" / "best.ckpt"
-    write_eval_run(tmp_path / "robustness" / "lfm", checkpoint,
-                   {("noise", 8.0): 0.01, ("fgsm", 4.0): 0.3, ("fgsm", 8.0): 0.2, ("ifgsm", 8.0): 0.1, ("ifgsm", 0.0): 0.5})
+    write_eval_run(
+        tmp_path / "robustness" / "lfm",
+        checkpoint,
+        {("noise", 8.0): 0.01, ("fgsm", 4.0): 0.3, ("fgsm", 8.0): 0.2, ("ifgsm", 8.0): 0.1, ("ifgsm", 0.0): 0.5},
+    )
     return tmp_path
 
 
 def test_training_runs_carry_the_attack_metrics_of_their_checkpoint(runs):
     rows = {row["run_dir"]: row for row in training_runs(runs)}
-    assert set(rows) == {"sweep/conv1_0.5_s0", "sweep/conv1_0.5_s1", "sweep/layer1_0.5_s0", "sweep/none_s0",
-                         "sweep/none_s1", "sweep/dropblock_s0"}
+    assert set(rows) == {
+        "sweep/conv1_0.5_s0",
+        "sweep/conv1_0.5_s1",
+        "sweep/layer1_0.5_s0",
+        "sweep/none_s0",
+        "sweep/none_s1",
+        "sweep/dropblock_s0",
+    }
     assert rows["sweep/conv1_0.5_s0"]["attack/ifgsm/metric/eps8/mAP"] == 0.1
     assert rows["sweep/conv1_0.5_s1"]["attack/ifgsm/metric/eps8/mAP"] == ""
     assert {row["regularizer"] for row in rows.values()} == {"lfm", "none", "dropblock"}
@@ -73,8 +100,10 @@ def test_training_runs_carry_the_attack_metrics_of_their_checkpoint(runs):
 
 def test_seeds_are_aggregated_per_configuration(runs):
     rows = [row for row in training_runs(runs) if row["regularizer"] == "lfm"]
-    summaries = {summary.settings["model.lfm.after"]: summary
-                 for summary in summarize_seeds(rows, "test/mAP", by=["model.lfm.after", "model.lfm.mask_ratio"])}
+    summaries = {
+        summary.settings["model.lfm.after"]: summary
+        for summary in summarize_seeds(rows, "test/mAP", by=["model.lfm.after", "model.lfm.mask_ratio"])
+    }
     conv1, layer1 = summaries["conv1"], summaries["layer1"]
     assert conv1.mean == pytest.approx(0.3) and conv1.std == pytest.approx(math.sqrt(0.02)) and conv1.seeds == (0, 1)
     assert layer1.mean == pytest.approx(0.5) and math.isnan(layer1.std) and layer1.n == 1
@@ -85,7 +114,9 @@ def test_seeds_are_aggregated_per_configuration(runs):
 def test_runs_without_the_metric_are_left_out(runs):
     rows = training_runs(runs)
     summaries = summarize_seeds(rows, "attack/ifgsm/metric/eps8/mAP", by=["model.lfm.after"])
-    assert [(summary.settings, summary.mean, summary.n) for summary in summaries] == [({"model.lfm.after": "conv1"}, 0.1, 1)]
+    assert [(summary.settings, summary.mean, summary.n) for summary in summaries] == [
+        ({"model.lfm.after": "conv1"}, 0.1, 1)
+    ]
     with pytest.raises(InputError, match="no runs hold this metric"):
         best(summarize_seeds(rows, "test/rank1"))
 
@@ -107,7 +138,9 @@ def test_grid_lays_summaries_out_by_two_parameters_with_gaps(runs):
 
 
 def test_each_regularizer_is_compared_at_its_best_configuration(runs):
-    comparison = {summary.settings["regularizer"]: summary for summary in best_per_regularizer(training_runs(runs), "test/mAP")}
+    comparison = {
+        summary.settings["regularizer"]: summary for summary in best_per_regularizer(training_runs(runs), "test/mAP")
+    }
     assert set(comparison) == {"lfm", "none", "dropblock"}
     assert comparison["lfm"].settings["model.lfm.after"] == "layer1" and comparison["lfm"].mean == pytest.approx(0.5)
     assert comparison["none"].mean == pytest.approx(0.15) and comparison["none"].n == 2

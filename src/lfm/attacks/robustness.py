@@ -23,7 +23,7 @@ from lfm.attacks.reid import NEEDS_RANDOM_START, REID_LOSSES, build_reid_loss, t
 from lfm.errors import InputError
 from lfm.metrics.distance import pairwise_distance
 from lfm.metrics.reid import evaluate_ranking
-from lfm.runs import write_json
+from lfm.runs.outputs import write_json
 
 METHODS = ("noise", "fgsm", "ifgsm", "mifgsm", "pgd")
 TASK_LOSSES = {"reid": REID_LOSSES, "classification": CLASSIFICATION_LOSSES}
@@ -56,7 +56,9 @@ class AttackSettings:
         losses = self.losses or DEFAULT_LOSSES[task]
         unknown = [name for name in losses if name not in TASK_LOSSES[task]]
         if unknown:
-            raise InputError(f"attack.losses: {unknown} do not apply to a {task} model; choose from {list(TASK_LOSSES[task])}")
+            raise InputError(
+                f"attack.losses: {unknown} do not apply to a {task} model; choose from {list(TASK_LOSSES[task])}"
+            )
         return tuple(losses)
 
 
@@ -67,7 +69,11 @@ def _is_number(value) -> bool:
 def parse_attack_settings(settings: Mapping) -> AttackSettings:
     """AttackSettings from the `attack` config, with an InputError naming any bad key."""
     eps = settings.get("eps")
-    if isinstance(eps, str | bytes) or not hasattr(eps, "__iter__") or not all(_is_number(e) and 0 <= e <= 255 for e in eps):
+    if (
+        isinstance(eps, str | bytes)
+        or not hasattr(eps, "__iter__")
+        or not all(_is_number(e) and 0 <= e <= 255 for e in eps)
+    ):
         raise InputError(
             f"attack.eps must be a list of numbers in [0, 255] (units of 1/255 of the pixel range), "
             f"e.g. attack.eps=[0,2,4,8,16]; got {eps!r}"
@@ -89,10 +95,12 @@ def parse_attack_settings(settings: Mapping) -> AttackSettings:
     losses = settings.get("losses")
     source = settings.get("source_ckpt_path")
     if source is not None and not Path(source).expanduser().is_file():
-        raise InputError(f"attack.source_ckpt_path={source} does not exist; pass a .ckpt file from a run's checkpoints/ folder")
+        raise InputError(
+            f"attack.source_ckpt_path={source} does not exist; pass a .ckpt file from a run's checkpoints/ folder"
+        )
     return AttackSettings(
         name=str(settings.get("name", "custom")),
-        eps=tuple(sorted(set(float(e) for e in eps))),
+        eps=tuple(sorted({float(e) for e in eps})),
         methods=methods,
         losses=tuple(losses) if losses else None,
         alpha=alpha,
@@ -131,17 +139,31 @@ def attack_images(
         return (images + radius * signs).clamp(0, 1)
     scalar_loss = lambda x: per_sample_loss(x).sum()  # noqa: E731
     if method == "fgsm":
-        return linf_pgd(scalar_loss, images, eps=radius, alpha=radius, steps=1, random_start=random_start, generator=generator)
+        return linf_pgd(
+            scalar_loss, images, eps=radius, alpha=radius, steps=1, random_start=random_start, generator=generator
+        )
     steps = settings.steps or literature_steps(eps)
     alpha = settings.alpha * PIXEL if settings.alpha is not None else 2.5 * radius / steps
     if method == "pgd":
         return linf_pgd_with_restarts(
-            per_sample_loss, images, restarts=settings.restarts, eps=radius, alpha=alpha, steps=steps, generator=generator
+            per_sample_loss,
+            images,
+            restarts=settings.restarts,
+            eps=radius,
+            alpha=alpha,
+            steps=steps,
+            generator=generator,
         )
     momentum = settings.momentum if method == "mifgsm" else 0.0
     return linf_pgd(
-        scalar_loss, images, eps=radius, alpha=alpha, steps=steps, random_start=random_start,
-        momentum=momentum, generator=generator,
+        scalar_loss,
+        images,
+        eps=radius,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        momentum=momentum,
+        generator=generator,
     )
 
 
@@ -198,13 +220,27 @@ def reid_robustness(
         positives = true_matches(batch["pid"][query], batch["camid"][query], gallery["pid"], gallery["camid"])
         feature_fn = lambda x: source.net.retrieval_features(x, flip=source.hparams.flip_test)  # noqa: E731
         for method, loss, eps in grid:
-            per_sample_loss = None if loss == "none" else build_reid_loss(
-                loss, feature_fn, clean=features["source"][rows][query], gallery=gallery["source"],
-                positives=positives, distance=source.hparams.distance,
+            per_sample_loss = (
+                None
+                if loss == "none"
+                else build_reid_loss(
+                    loss,
+                    feature_fn,
+                    clean=features["source"][rows][query],
+                    gallery=gallery["source"],
+                    positives=positives,
+                    distance=source.hparams.distance,
+                )
             )
             attacked = images.clone()
             attacked[query] = attack_images(
-                method, per_sample_loss, images[query], eps, settings, generator, random_start=loss in NEEDS_RANDOM_START
+                method,
+                per_sample_loss,
+                images[query],
+                eps,
+                settings,
+                generator,
+                random_start=loss in NEEDS_RANDOM_START,
             )
             adversarial[(method, loss, eps)].append(_features(target, attacked)[query])
     query_ids = (features["pid"][is_query], features["camid"][is_query])
@@ -234,11 +270,17 @@ def classification_robustness(
         total += len(labels)
         for method, loss, eps in grid:
             per_sample_loss = None if loss == "none" else build_classification_loss(loss, source.net, labels)
-            attacked = images if method == "clean" else attack_images(method, per_sample_loss, images, eps, settings, generator)
+            attacked = (
+                images
+                if method == "clean"
+                else attack_images(method, per_sample_loss, images, eps, settings, generator)
+            )
             with torch.no_grad():
                 correct[(method, loss, eps)] += int((target.net(attacked).argmax(dim=1) == labels).sum())
-    return [{"method": method, "loss": loss, "eps": eps, "accuracy": correct[(method, loss, eps)] / total}
-            for method, loss, eps in grid]
+    return [
+        {"method": method, "loss": loss, "eps": eps, "accuracy": correct[(method, loss, eps)] / total}
+        for method, loss, eps in grid
+    ]
 
 
 def run_robustness(
@@ -257,13 +299,20 @@ def flat_metrics(rows: list[dict], task: str) -> dict[str, float]:
     """Rows as metrics.json keys: attack/<method>/<loss>/eps<eps>/<metric>."""
     return {
         f"attack/{row['method']}/{row['loss']}/eps{row['eps']:g}/{metric}": row[metric]
-        for row in rows for metric in TASK_METRICS[task]
+        for row in rows
+        for metric in TASK_METRICS[task]
     }
 
 
 def evaluate_robustness(
-    task: str, target: nn.Module, source: nn.Module, loader, settings: AttackSettings, device: torch.device,
-    run_dir: Path, info: dict,
+    task: str,
+    target: nn.Module,
+    source: nn.Module,
+    loader,
+    settings: AttackSettings,
+    device: torch.device,
+    run_dir: Path,
+    info: dict,
 ) -> dict[str, float]:
     """Run the table, write its files into `run_dir`, print it; return it as metrics.json keys."""
     rows = run_robustness(task, target, source, loader, settings, device)
@@ -310,7 +359,9 @@ def plot_robustness(rows: list[dict], task: str, path: Path, title: str = "") ->
 def format_table(rows: list[dict], task: str) -> str:
     """The table as aligned text: mode, method, loss, eps, then the task's metrics."""
     header = ["mode", "method", "loss", "eps/255", *TASK_METRICS[task]]
-    lines = [[row["mode"], row["method"], row["loss"], f"{row['eps']:g}", *(f"{row[m]:.4f}" for m in TASK_METRICS[task])]
-             for row in rows]
+    lines = [
+        [row["mode"], row["method"], row["loss"], f"{row['eps']:g}", *(f"{row[m]:.4f}" for m in TASK_METRICS[task])]
+        for row in rows
+    ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [header, *lines])

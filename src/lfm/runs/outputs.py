@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -15,8 +15,19 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lfm.errors import InputError
+from lfm.project import PROJECT_ROOT
 
-TRACKED_PACKAGES = ("lfm-reid", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb", "numpy")
+TRACKED_PACKAGES = (
+    "lfm-reid",
+    "torch",
+    "torchvision",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "numpy",
+)
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 RESULT_FILES = ("metrics.json", "checkpoints")
 # How long the other ranks wait for rank 0's run.json (rank 0 may first build a dataset's cache).
@@ -43,10 +54,13 @@ def unfinished_run_checkpoint(run_dir: Path) -> Path | None:
 
 def git_commit() -> str | None:
     """The project's git commit (with '-dirty' when there are uncommitted changes), if any."""
-    root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("-dirty" if dirty else "")
@@ -72,7 +86,7 @@ def save_run_info(run_dir: Path, cfg: DictConfig) -> dict:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     start = {
         "command": [sys.executable, *sys.argv],
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "host": platform.node(),
     }

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lfm.insertion import insert_after, insert_after_each, insertion_points
 from lfm.models.backbones import FeatureStackFeatures, ResNetFeatures
+from lfm.models.insertion import insert_after, insert_after_each, insertion_points
 
 
 class AddOne(nn.Module):
@@ -50,7 +50,9 @@ def test_dotted_names_become_module_dict_keys():
 
 def test_unknown_name_lists_valid_names():
     model = ResNetFeatures("resnet18")
-    with pytest.raises(ValueError, match="unknown insertion point 'layer5'.*conv1, bn1, relu, maxpool, layer1") as error:
+    with pytest.raises(
+        ValueError, match="unknown insertion point 'layer5'.*conv1, bn1, relu, maxpool, layer1"
+    ) as error:
         insert_after(model, "layer5", AddOne())
     assert "layer4.1" in str(error.value)
 

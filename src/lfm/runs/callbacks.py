@@ -25,12 +25,16 @@ class MaskedFractionMonitor(Callback):
     masked in each training step (`train/lfm_masked_fraction/<insertion point>`) next to the
     fraction its settings ask for (`train/lfm_expected_fraction/<insertion point>`)."""
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         for name, module in pl_module.named_modules():
             if isinstance(module, LocalFeatureMasking) and module.masked_fraction is not None:
                 label = insertion_label(name)
                 pl_module.log(f"train/lfm_masked_fraction/{label}", module.masked_fraction, on_step=True, on_epoch=True)
-                pl_module.log(f"train/lfm_expected_fraction/{label}", module.expected_fraction, on_step=True, on_epoch=True)
+                pl_module.log(
+                    f"train/lfm_expected_fraction/{label}", module.expected_fraction, on_step=True, on_epoch=True
+                )
 
 
 class LocalFeatureMaskingCallback(Callback):
@@ -58,7 +62,9 @@ class LocalFeatureMaskingCallback(Callback):
         try:
             backbone = pl_module.get_submodule(self.backbone)
         except AttributeError:
-            raise InputError(f"{CONFIG_KEY}.backbone={self.backbone!r} is not a submodule of {type(pl_module).__name__}") from None
+            raise InputError(
+                f"{CONFIG_KEY}.backbone={self.backbone!r} is not a submodule of {type(pl_module).__name__}"
+            ) from None
         self.modules = attach_feature_regularizer(backbone, "lfm", {"after": self.after, **self.settings}, CONFIG_KEY)
         pl_module.lfm_callback = self.modules
 
@@ -91,7 +97,9 @@ class TrainingSpeedMonitor(Callback):
             _synchronize(pl_module.device)
             self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if self.start is None:
             return
         self.images += len(batch["image"])

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor, insertion_label
 from lfm.errors import InputError
 from lfm.masking import LocalFeatureMasking
 from lfm.models.backbones import ResNetFeatures
+from lfm.runs.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor, insertion_label
 
 
 class TinyClassifier(L.LightningModule):
@@ -40,8 +40,13 @@ def fit(model, callbacks, epochs=1, batches=4):
     torch.manual_seed(0)
     data = TensorDataset(torch.rand(batches * 4, 3, 64, 32), torch.randint(3, (batches * 4,)))
     trainer = L.Trainer(
-        max_epochs=epochs, callbacks=callbacks, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_epochs=epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(model, DataLoader(data, batch_size=4))
     return trainer
@@ -140,9 +145,11 @@ def test_bad_insertion_is_reported_at_fit_start(kwargs, fragment):
 
 def test_training_speed_counts_the_images_after_the_skipped_batches_over_their_time(monkeypatch):
     clock = iter(float(second) for second in range(100))
-    monkeypatch.setattr("lfm.callbacks.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("lfm.runs.callbacks.time.perf_counter", lambda: next(clock))
     logged = {}
-    module = SimpleNamespace(device=torch.device("cpu"), log=lambda name, value, **kwargs: logged.__setitem__(name, value))
+    module = SimpleNamespace(
+        device=torch.device("cpu"), log=lambda name, value, **kwargs: logged.__setitem__(name, value)
+    )
     trainer = SimpleNamespace(num_training_batches=6)
     monitor = TrainingSpeedMonitor(skip_batches=2)
     monitor.on_train_epoch_start(trainer, module)  # clock 0

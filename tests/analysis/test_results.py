@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from lfm.analysis.results import collect_runs, main
 from lfm.errors import InputError
-from lfm.results import collect_runs, main
 
 LFM = {"after": "conv1", "p": 0.5, "mask_ratio": 0.5, "area": [0.02, 0.4]}
 
@@ -15,7 +15,9 @@ LFM = {"after": "conv1", "p": 0.5, "mask_ratio": 0.5, "area": [0.02, 0.4]}
 def write_run(run_dir: Path, *, seed: int, lfm: dict | None, metrics: dict, cutout: dict | None = None) -> None:
     run_dir.mkdir(parents=True)
     config = {
-        "task_name": "train", "run_name": "lfm_resnet18_synthetic", "seed": seed,
+        "task_name": "train",
+        "run_name": "lfm_resnet18_synthetic",
+        "seed": seed,
         "paths": {"output_dir": str(run_dir)},
         "model": {"backbone": "resnet18", "lfm": lfm, "dropout2d": None, "dropblock": None},
         "data": {"name": "synthetic_market", "image_size": [64, 32], "random_erasing": None, "cutout": cutout},
@@ -27,14 +29,41 @@ def write_run(run_dir: Path, *, seed: int, lfm: dict | None, metrics: dict, cuto
 
 @pytest.fixture
 def runs(tmp_path) -> Path:
-    write_run(tmp_path / "runs" / "a", seed=0, lfm=LFM,
-              metrics={"test/rank1": 0.5, "test/mAP": 0.3, "val/mAP_best": 0.6, "seed": 0, "test/cmc": [0.5, 0.7],
-                       "test/ap": "standard", "train/lfm_masked_fraction/conv1": 0.05, "best_checkpoint": "x"})
-    write_run(tmp_path / "runs" / "b", seed=1, lfm={**LFM, "after": "layer1", "mask_ratio": 0.25},
-              metrics={"test/rank1": 0.6, "test/mAP": 0.4, "val/mAP_best": 0.7, "seed": 1,
-                       "attack/ifgsm/sma/eps4/mAP": 0.1, "attack/ifgsm/sma/eps4/rank1": 0.2})
-    write_run(tmp_path / "runs" / "c", seed=0, lfm=None, cutout={"p": 0.5, "size": 0.5},
-              metrics={"test/rank1": 0.4, "test/mAP": 0.2, "val/mAP_best": 0.5, "seed": 0})
+    write_run(
+        tmp_path / "runs" / "a",
+        seed=0,
+        lfm=LFM,
+        metrics={
+            "test/rank1": 0.5,
+            "test/mAP": 0.3,
+            "val/mAP_best": 0.6,
+            "seed": 0,
+            "test/cmc": [0.5, 0.7],
+            "test/ap": "standard",
+            "train/lfm_masked_fraction/conv1": 0.05,
+            "best_checkpoint": "x",
+        },
+    )
+    write_run(
+        tmp_path / "runs" / "b",
+        seed=1,
+        lfm={**LFM, "after": "layer1", "mask_ratio": 0.25},
+        metrics={
+            "test/rank1": 0.6,
+            "test/mAP": 0.4,
+            "val/mAP_best": 0.7,
+            "seed": 1,
+            "attack/ifgsm/sma/eps4/mAP": 0.1,
+            "attack/ifgsm/sma/eps4/rank1": 0.2,
+        },
+    )
+    write_run(
+        tmp_path / "runs" / "c",
+        seed=0,
+        lfm=None,
+        cutout={"p": 0.5, "size": 0.5},
+        metrics={"test/rank1": 0.4, "test/mAP": 0.2, "val/mAP_best": 0.5, "seed": 0},
+    )
     (tmp_path / "runs" / "unfinished").mkdir()
     (tmp_path / "runs" / "unfinished" / "config.yaml").write_text("seed: 3\n")
     return tmp_path

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-
 from helpers import PROJECT_ROOT
-from lfm import demo
+
+from lfm.analysis import demo
 from lfm.errors import InputError
 from lfm.sweeps.runner import prepare_sweep
 
@@ -31,16 +31,26 @@ def test_the_demo_sweeps_compose_as_planned(monkeypatch):
     lfm_grid, comparisons = (prepare_sweep(path) for path in demo.SWEEP_FILES)
     assert len(lfm_grid.points) == 8 and len(comparisons.points) == 4
     assert {(point["model.lfm.after"], point["model.lfm.mask_ratio"]) for point in lfm_grid.points} == {
-        ("conv1", 0.25), ("conv1", 0.5), ("layer1", 0.25), ("layer1", 0.5)}
+        ("conv1", 0.25),
+        ("conv1", 0.5),
+        ("layer1", 0.25),
+        ("layer1", 0.5),
+    }
     assert {point["seed"] for point in lfm_grid.points} == {point["seed"] for point in comparisons.points} == {0, 1}
     picked = demo.ROBUSTNESS_MODELS["lfm"]
-    assert {"model.lfm.after": picked["model.lfm.after"], "model.lfm.mask_ratio": picked["model.lfm.mask_ratio"],
-            "seed": picked["seed"]} in lfm_grid.points
+    assert {
+        "model.lfm.after": picked["model.lfm.after"],
+        "model.lfm.mask_ratio": picked["model.lfm.mask_ratio"],
+        "seed": picked["seed"],
+    } in lfm_grid.points
 
 
 def test_find_run_matches_every_wanted_column():
-    runs = [{"run_dir": "a", "regularizer": "lfm", "seed": 0}, {"run_dir": "b", "regularizer": "none", "seed": 1},
-            {"run_dir": "c", "regularizer": "none", "seed": 0}]
+    runs = [
+        {"run_dir": "a", "regularizer": "lfm", "seed": 0},
+        {"run_dir": "b", "regularizer": "none", "seed": 1},
+        {"run_dir": "c", "regularizer": "none", "seed": 0},
+    ]
     assert demo.find_run(runs, {"regularizer": "none", "seed": 0})["run_dir"] == "c"
     with pytest.raises(RuntimeError, match="no run with"):
         demo.find_run(runs, {"regularizer": "dropblock"})
@@ -59,4 +69,6 @@ def test_an_interrupted_eval_run_is_cleared_and_a_failure_names_its_log(tmp_path
     with pytest.raises(RuntimeError, match=r"src/eval.py .* failed \(exit 2\); see .*eval.log"):
         demo.make_eval(tmp_path / "missing.ckpt", run_dir, tmp_path / "eval.log")
     assert not (run_dir / "partial.csv").exists()
-    assert "ckpt_path=" in (tmp_path / "eval.log").read_text() and "does not exist" in (tmp_path / "eval.log").read_text()
+    assert (
+        "ckpt_path=" in (tmp_path / "eval.log").read_text() and "does not exist" in (tmp_path / "eval.log").read_text()
+    )

@@ -1,6 +1,6 @@
 """Tables the notebooks plot, built from run outputs: runs with their robustness, seeds aggregated.
 
-The rows are those of `lfm.results.collect_runs` (one per run directory). Robustness lives in the
+The rows are those of `lfm.analysis.results.collect_runs` (one per run directory). Robustness lives in the
 directories of `src/eval.py attack=...` runs (robustness.json); `training_runs` joins it to the
 training run whose checkpoint was attacked, so a sweep's table gains robust metrics where they exist.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lfm.analysis.results import IDENTITY_COLUMNS, collect_runs, read_run
 from lfm.errors import InputError
-from lfm.results import IDENTITY_COLUMNS, collect_runs, read_run
 
 ROBUSTNESS_FILE = "robustness.json"
 
@@ -35,7 +35,9 @@ class RobustnessRun:
 
     def curve(self, method: str, loss: str, metric: str) -> tuple[list[float], list[float]]:
         """(eps, metric) of one attack, sorted by eps."""
-        points = sorted((row["eps"], row[metric]) for row in self.rows if (row["method"], row["loss"]) == (method, loss))
+        points = sorted(
+            (row["eps"], row[metric]) for row in self.rows if (row["method"], row["loss"]) == (method, loss)
+        )
         return [eps for eps, _ in points], [value for _, value in points]
 
 
@@ -48,7 +50,9 @@ def load_robustness_runs(root: Path) -> list[RobustnessRun]:
             table = json.loads(path.read_text())
             rows, checkpoint, task = table["rows"], Path(table["checkpoint"]), table["task"]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise InputError(f"cannot read {path} ({error!r}); it should be written by src/eval.py attack=...") from None
+            raise InputError(
+                f"cannot read {path} ({error!r}); it should be written by src/eval.py attack=..."
+            ) from None
         label = str(path.parent.relative_to(root)) if path.parent != root else path.parent.name
         runs.append(RobustnessRun(label, path.parent, checkpoint, task, rows))
     return runs
@@ -69,7 +73,9 @@ def training_runs(root: Path) -> list[dict]:
         trained = by_run_dir.get(run.checkpoint.resolve().parent.parent)
         evaluated = evals.get(run.run_dir.resolve())
         if trained is not None and evaluated is not None:
-            trained.update({key: value for key, value in evaluated.items() if key.startswith("attack/") and value != ""})
+            trained.update(
+                {key: value for key, value in evaluated.items() if key.startswith("attack/") and value != ""}
+            )
     return list(by_run_dir.values())
 
 
@@ -81,14 +87,19 @@ def first_checkpoint(root: Path) -> Path:
             path = root / row["run_dir"] / "checkpoints" / name
             if path.is_file():
                 return path
-    raise InputError(f"no training run with a checkpoint under {root}; point RESULTS_DIR at the output of src/train.py runs")
+    raise InputError(
+        f"no training run with a checkpoint under {root}; point RESULTS_DIR at the output of src/train.py runs"
+    )
 
 
 def parameter_columns(rows: Sequence[dict]) -> list[str]:
     """The columns that describe a run's configuration (regularizer and parameters, not the seed or metrics)."""
     columns = dict.fromkeys(column for row in rows for column in row)
-    return [column for column in columns
-            if column == "regularizer" or ("/" not in column and column not in IDENTITY_COLUMNS)]
+    return [
+        column
+        for column in columns
+        if column == "regularizer" or ("/" not in column and column not in IDENTITY_COLUMNS)
+    ]
 
 
 @dataclass(frozen=True)
@@ -133,13 +144,16 @@ def best(summaries: Sequence[SeedSummary]) -> SeedSummary:
     return max(summaries, key=lambda summary: summary.mean)
 
 
-def grid(summaries: Sequence[SeedSummary], row_key: str, column_key: str, frame: Sequence[SeedSummary] = ()
-         ) -> tuple[list, list, list[list[SeedSummary | None]]]:
+def grid(
+    summaries: Sequence[SeedSummary], row_key: str, column_key: str, frame: Sequence[SeedSummary] = ()
+) -> tuple[list, list, list[list[SeedSummary | None]]]:
     """Summaries laid out on a grid of two parameters: (row values, column values, cells; None where no run).
     The values of `frame` are rows and columns too (e.g. the clean metric's summaries, so that a robust
     metric measured on a few runs keeps the same grid)."""
     if not summaries:
-        raise InputError(f"no runs to lay out over {row_key} x {column_key}; check the results directory and the metric")
+        raise InputError(
+            f"no runs to lay out over {row_key} x {column_key}; check the results directory and the metric"
+        )
     rows = sorted({summary.settings[row_key] for summary in [*summaries, *frame]}, key=str)
     columns = sorted({summary.settings[column_key] for summary in [*summaries, *frame]}, key=str)
     cells: list[list[SeedSummary | None]] = [[None] * len(columns) for _ in rows]
@@ -159,12 +173,20 @@ def best_per_regularizer(rows: Sequence[dict], metric: str) -> list[SeedSummary]
 def strongest_attack_metric(rows: Sequence[dict], metric: str = "mAP") -> str | None:
     """The attack column (attack/<method>/<loss>/eps<eps>/<metric>) at the largest eps with the lowest
     mean over the runs that hold it, the random-noise control left out; None without attack columns."""
-    columns = {column for row in rows for column, value in row.items()
-               if column.startswith("attack/") and column.endswith(f"/{metric}") and isinstance(value, (int, float))
-               and not column.startswith("attack/noise/")}
+    columns = {
+        column
+        for row in rows
+        for column, value in row.items()
+        if column.startswith("attack/")
+        and column.endswith(f"/{metric}")
+        and isinstance(value, (int, float))
+        and not column.startswith("attack/noise/")
+    }
     if not columns:
         return None
     largest = max(float(column.split("/")[3].removeprefix("eps")) for column in columns)
     candidates = [column for column in columns if float(column.split("/")[3].removeprefix("eps")) == largest]
-    return min(sorted(candidates), key=lambda column: statistics.fmean(
-        row[column] for row in rows if isinstance(row.get(column), (int, float))))
+    return min(
+        sorted(candidates),
+        key=lambda column: statistics.fmean(row[column] for row in rows if isinstance(row.get(column), (int, float))),
+    )

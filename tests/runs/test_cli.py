@@ -1,7 +1,7 @@
 """Turning bad input into one line."""
 
-from lfm.cli import one_line
 from lfm.errors import InputError
+from lfm.runs.cli import one_line
 
 
 def test_one_line_keeps_our_message():

@@ -1,6 +1,6 @@
 """The embedded demo outputs the notebooks read: a small set of real runs, made once on first use.
 
-    python -m lfm.demo        # make them now (2 CPU cores: about 2 to 4 min); a notebook does it otherwise
+    python -m lfm.analysis.demo        # make them now (2 CPU cores: about 2 to 4 min); a notebook does it otherwise
 
 Layout of outputs/notebook_demo/:
     sweeps/notebook_demo/               LFM mask ratio x insertion depth x 2 seeds (conf/sweep/notebook_demo.yaml)
@@ -23,20 +23,20 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from lfm.analysis.results import collect_runs
 from lfm.errors import InputError
-from lfm.results import collect_runs
-from lfm.runs import write_json
+from lfm.project import CONF_DIR, PROJECT_ROOT
+from lfm.runs.outputs import write_json
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = PROJECT_ROOT / "outputs" / "notebook_demo"
 COMPLETE_FILE = "demo.json"
 SWEEP_FILES = (
-    PROJECT_ROOT / "conf" / "sweep" / "notebook_demo.yaml",
-    PROJECT_ROOT / "conf" / "sweep" / "notebook_demo_regularizers.yaml",
+    CONF_DIR / "sweep" / "notebook_demo.yaml",
+    CONF_DIR / "sweep" / "notebook_demo_regularizers.yaml",
 )
 # Eval run name -> the results-table values that pick the training run whose checkpoint it attacks.
 ROBUSTNESS_MODELS = {
@@ -61,8 +61,10 @@ def results_dir(path: str | Path | None) -> Path:
         return ensure_demo_outputs()
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise InputError(f"RESULTS_DIR={root} is not a directory; set it to a directory of runs (a sweep's "
-                         f"output, outputs/) or to None for the embedded demo outputs")
+        raise InputError(
+            f"RESULTS_DIR={root} is not a directory; set it to a directory of runs (a sweep's "
+            f"output, outputs/) or to None for the embedded demo outputs"
+        )
     return root
 
 
@@ -73,21 +75,34 @@ def ensure_demo_outputs(root: Path = DEMO_DIR) -> Path:
         return root
     print(f"Making the notebooks' demo outputs in {root} (once; 2 CPU cores: about 2 to 4 min)", flush=True)
     start = time.perf_counter()
-    two_at_a_time([partial(make_sweep, sweep_file, root / "sweeps" / sweep_file.stem,
-                           root / "logs" / f"{sweep_file.stem}.log") for sweep_file in SWEEP_FILES])
+    two_at_a_time(
+        [
+            partial(make_sweep, sweep_file, root / "sweeps" / sweep_file.stem, root / "logs" / f"{sweep_file.stem}.log")
+            for sweep_file in SWEEP_FILES
+        ]
+    )
     runs = collect_runs(root / "sweeps")
-    checkpoints = {name: root / "sweeps" / find_run(runs, wanted)["run_dir"] / "checkpoints" / "best.ckpt"
-                   for name, wanted in ROBUSTNESS_MODELS.items()}
-    two_at_a_time([partial(make_eval, checkpoint, root / "robustness" / name, root / "logs" / f"robustness_{name}.log")
-                   for name, checkpoint in checkpoints.items()])
+    checkpoints = {
+        name: root / "sweeps" / find_run(runs, wanted)["run_dir"] / "checkpoints" / "best.ckpt"
+        for name, wanted in ROBUSTNESS_MODELS.items()
+    }
+    two_at_a_time(
+        [
+            partial(make_eval, checkpoint, root / "robustness" / name, root / "logs" / f"robustness_{name}.log")
+            for name, checkpoint in checkpoints.items()
+        ]
+    )
     seconds = round(time.perf_counter() - start, 1)
-    write_json(root / COMPLETE_FILE, {
-        "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seconds": seconds,
-        "sweeps": [str(path.relative_to(PROJECT_ROOT)) for path in SWEEP_FILES],
-        "robustness": {name: dict(wanted) for name, wanted in ROBUSTNESS_MODELS.items()},
-        "attack_overrides": list(ATTACK_OVERRIDES),
-    })
+    write_json(
+        root / COMPLETE_FILE,
+        {
+            "made": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": seconds,
+            "sweeps": [str(path.relative_to(PROJECT_ROOT)) for path in SWEEP_FILES],
+            "robustness": {name: dict(wanted) for name, wanted in ROBUSTNESS_MODELS.items()},
+            "attack_overrides": list(ATTACK_OVERRIDES),
+        },
+    )
     print(f"Demo outputs complete in {seconds:.0f} s: {root}", flush=True)
     return root
 

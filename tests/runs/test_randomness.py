@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import torch
 
 from lfm.masking import LocalFeatureMasking
-from lfm.randomness import RandomStateCallback
+from lfm.runs.randomness import RandomStateCallback
 
 
 def masks_at_rank(seed: int, rank: int) -> torch.Tensor:

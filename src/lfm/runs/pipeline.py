@@ -12,16 +12,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lfm.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor
+from lfm.attacks.robustness import evaluate_robustness, parse_attack_settings
 from lfm.data.cifar import CIFARDataModule
 from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
 from lfm.metrics.features_file import save_features
 from lfm.models.classification import ClassificationModule
 from lfm.models.reid import RANKING_KEYS, ReIDModule, build_optimizer, check_evaluation_settings
-from lfm.randomness import RandomStateCallback
-from lfm.robustness import evaluate_robustness, parse_attack_settings
-from lfm.runs import (
+from lfm.runs.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor
+from lfm.runs.outputs import (
     build_loggers,
     claim_run_dir,
     finish_loggers,
@@ -30,6 +29,7 @@ from lfm.runs import (
     unfinished_run_checkpoint,
     write_json,
 )
+from lfm.runs.randomness import RandomStateCallback
 
 # task (config key `task`) -> (DataModule, LightningModule, metric that picks the best checkpoint)
 TASKS = {
@@ -54,7 +54,14 @@ def build_datamodule(settings: dict, seed: int, task: str = "reid") -> L.Lightni
 
 
 # Settings a test set takes from the run's own data config, so every test set is evaluated alike.
-EVALUATION_DATA_KEYS = ("image_size", "eval_batch_size", "num_workers", "pipeline", "cache_max_memory", "cache_on_device")
+EVALUATION_DATA_KEYS = (
+    "image_size",
+    "eval_batch_size",
+    "num_workers",
+    "pipeline",
+    "cache_max_memory",
+    "cache_on_device",
+)
 
 
 def resolve_test_sets(cfg: DictConfig, main_settings: dict) -> dict[str, dict]:
@@ -72,8 +79,10 @@ def resolve_test_sets(cfg: DictConfig, main_settings: dict) -> dict[str, dict]:
         try:
             data = compose(config_name=f"data/{name}").data
         except Exception:  # Hydra's MissingConfigException and its kin for a name that is no config
-            raise InputError(f"data.test_sets names {name!r}, which is not a data config; use names of "
-                             f"conf/data/*.yaml, e.g. data.test_sets=[synthetic_duke]") from None
+            raise InputError(
+                f"data.test_sets names {name!r}, which is not a data config; use names of "
+                f"conf/data/*.yaml, e.g. data.test_sets=[synthetic_duke]"
+            ) from None
         root = OmegaConf.merge(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "data"]), {"data": data})
         resolved = OmegaConf.to_container(root.data, resolve=True)
         resolved.update({key: main_settings[key] for key in EVALUATION_DATA_KEYS if key in main_settings})
@@ -82,8 +91,9 @@ def resolve_test_sets(cfg: DictConfig, main_settings: dict) -> dict[str, dict]:
     return settings
 
 
-def run_extra_test_sets(trainer: L.Trainer, model: L.LightningModule, test_sets: dict[str, dict], seed: int,
-                 **test_options) -> dict[str, tuple[L.LightningDataModule, dict]]:
+def run_extra_test_sets(
+    trainer: L.Trainer, model: L.LightningModule, test_sets: dict[str, dict], seed: int, **test_options
+) -> dict[str, tuple[L.LightningDataModule, dict]]:
     """Test `model` on each extra test set: {name: (its DataModule, its metrics as test/<name>/<metric>)}."""
     results = {}
     for name, settings in test_sets.items():
@@ -219,7 +229,10 @@ def train(cfg: DictConfig) -> dict:
     )
     loggers = build_loggers(cfg.logger, run_dir, cfg.run_name, OmegaConf.to_container(cfg, resolve=True), run_info)
     callbacks = [
-        checkpoint, RichProgressBar(), LearningRateMonitor(logging_interval="epoch"), MaskedFractionMonitor(),
+        checkpoint,
+        RichProgressBar(),
+        LearningRateMonitor(logging_interval="epoch"),
+        MaskedFractionMonitor(),
         TrainingSpeedMonitor(),
         RandomStateCallback(cfg.seed),
     ]
@@ -230,7 +243,8 @@ def train(cfg: DictConfig) -> dict:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         metrics = {
-            key: float(value) for key, value in trainer.callback_metrics.items()
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
             if key.startswith(("val/", "train/lfm_", "train/images_per_second", "train/epoch_seconds"))
             and not key.endswith(("_step", "_epoch"))
         }
@@ -308,10 +322,22 @@ def evaluate(cfg: DictConfig) -> dict:
         path = write_feature_file(run_dir / file_name, model, set_datamodule, samples, name, checkpoint_path)
         metrics[f"features_file/{name}"] = str(path)
     if attack is not None and attack.enabled:
-        metrics.update(evaluate_robustness(
-            task, model, source, datamodule.test_dataloader(shard=False), attack, trainer.strategy.root_device, run_dir,
-            {"preset": attack.name, "checkpoint": str(checkpoint_path), "source_checkpoint": str(source_path or checkpoint_path)},
-        ))
+        metrics.update(
+            evaluate_robustness(
+                task,
+                model,
+                source,
+                datamodule.test_dataloader(shard=False),
+                attack,
+                trainer.strategy.root_device,
+                run_dir,
+                {
+                    "preset": attack.name,
+                    "checkpoint": str(checkpoint_path),
+                    "source_checkpoint": str(source_path or checkpoint_path),
+                },
+            )
+        )
     write_json(run_dir / "metrics.json", metrics)
     report(metrics, run_dir)
     return metrics
@@ -323,37 +349,55 @@ EVALUATION_KEYS = ("rerank", "rerank_settings", "distance", "flip_test", "ap")
 
 def evaluation_overrides(cfg: DictConfig, task: str) -> dict:
     """The evaluation settings given under `model` (those not null), checked against the checkpoint's task."""
-    given = {key: value for key, value in OmegaConf.to_container(cfg.get("model") or {}, resolve=True).items()
-             if value is not None}
+    given = {
+        key: value
+        for key, value in OmegaConf.to_container(cfg.get("model") or {}, resolve=True).items()
+        if value is not None
+    }
     unknown = sorted(set(given) - set(EVALUATION_KEYS))
     if unknown:
-        raise InputError(f"model.{unknown[0]} cannot change at evaluation (the network comes from the checkpoint); "
-                         f"the model keys src/eval.py takes are {', '.join(EVALUATION_KEYS)}")
+        raise InputError(
+            f"model.{unknown[0]} cannot change at evaluation (the network comes from the checkpoint); "
+            f"the model keys src/eval.py takes are {', '.join(EVALUATION_KEYS)}"
+        )
     if given and task != "reid":
-        raise InputError(f"model.{next(iter(given))} is a re-ID evaluation setting; the checkpoint holds a {task} model")
+        raise InputError(
+            f"model.{next(iter(given))} is a re-ID evaluation setting; the checkpoint holds a {task} model"
+        )
     check_evaluation_settings(**given)
     return given
 
 
-def write_feature_file(path: Path, model: L.LightningModule, datamodule: L.LightningDataModule,
-                       samples: dict, dataset: str, checkpoint_path: Path) -> Path:
+def write_feature_file(
+    path: Path,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    samples: dict,
+    dataset: str,
+    checkpoint_path: Path,
+) -> Path:
     """The test's features, identities and image paths (lfm.metrics.features_file), beside metrics.json."""
     settings = {
-        "distance": model.hparams.distance, "ap": model.hparams.ap,
+        "distance": model.hparams.distance,
+        "ap": model.hparams.ap,
         "rerank_settings": dict(model.hparams.get("rerank_settings") or {}),
-        "checkpoint": str(checkpoint_path), "dataset": dataset,
+        "checkpoint": str(checkpoint_path),
+        "dataset": dataset,
     }
     image_paths = [sample.path for sample in datamodule.test_set.samples]
     return save_features(path, samples, image_paths, settings)
 
 
-def load_module(path: Path, checkpoint: dict, expected_task: str | None = None,
-                overrides: dict | None = None) -> L.LightningModule:
+def load_module(
+    path: Path, checkpoint: dict, expected_task: str | None = None, overrides: dict | None = None
+) -> L.LightningModule:
     """The LightningModule of a checkpoint, of the class its task names (re-ID if none), with
     `overrides` replacing some of its settings (evaluation settings)."""
     task = checkpoint.get("task", "reid")
     if expected_task is not None and task != expected_task:
-        raise InputError(f"attack.source_ckpt_path={path} holds a {task} model; the evaluated checkpoint is {expected_task}")
+        raise InputError(
+            f"attack.source_ckpt_path={path} holds a {task} model; the evaluated checkpoint is {expected_task}"
+        )
     return task_parts(task)[1].load_from_checkpoint(path, map_location="cpu", weights_only=True, **(overrides or {}))
 
 
@@ -362,7 +406,9 @@ def load_checkpoint(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise InputError(f"cannot read checkpoint {path} ({type(error).__name__}); pass a .ckpt written by src/train.py") from None
+        raise InputError(
+            f"cannot read checkpoint {path} ({type(error).__name__}); pass a .ckpt written by src/train.py"
+        ) from None
     if "hyper_parameters" not in checkpoint or "datamodule_hyper_parameters" not in checkpoint:
         raise InputError(f"checkpoint {path} was not written by src/train.py (no model/data settings inside)")
     return checkpoint
@@ -373,8 +419,11 @@ def report(metrics: dict, run_dir: Path) -> None:
     groups = sorted({key.rsplit("/", 1)[0] for key in metrics if key.startswith("test/") and key.count("/") > 1})
     print()
     for group in ("test", *groups):
-        parts = [f"{key}={metrics[f'{group}/{key}']:.4f}" for key in (*RANKING_KEYS, "accuracy")
-                 if isinstance(metrics.get(f"{group}/{key}"), float)]
+        parts = [
+            f"{key}={metrics[f'{group}/{key}']:.4f}"
+            for key in (*RANKING_KEYS, "accuracy")
+            if isinstance(metrics.get(f"{group}/{key}"), float)
+        ]
         if parts:
             print(f"{'Results' if group == 'test' else group}: {' '.join(parts)}")
     print(f"Run directory: {run_dir}")

@@ -1,4 +1,4 @@
-"""Figures for the notebooks, from the tables of lfm.analysis and the probes of lfm.inspection.
+"""Figures for the notebooks, from the tables of lfm.analysis.tables and the probes of lfm.analysis.inspection.
 
 Each function returns a matplotlib Figure (no pyplot state); `save_figure` writes one to a file.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lfm.analysis import RobustnessRun, SeedSummary, grid
-from lfm.inspection import RankingList
+from lfm.analysis.inspection import RankingList
+from lfm.analysis.tables import RobustnessRun, SeedSummary, grid
 
 MATCH_COLOUR, OTHER_COLOUR = "tab:green", "tab:red"
 
@@ -38,13 +38,15 @@ def _show_map(axis, values: torch.Tensor, vmin: float, vmax: float, cmap: str = 
 
 
 def feature_masks_figure(
-    image: torch.Tensor, before: Mapping[str, torch.Tensor], after: Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor]]]
+    image: torch.Tensor,
+    before: Mapping[str, torch.Tensor],
+    after: Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor]]],
 ) -> Figure:
     """One row per insertion point: the input image, then for each LFM preset a channel it masked
     before and after masking, and the share of channels masked at each position.
 
     `before`: point -> feature maps [B, C, H, W]; `after`: preset -> point -> (masked maps, masks), both
-    [B, C, H, W] (lfm.inspection.mask_with_presets). The first sample is shown.
+    [B, C, H, W] (lfm.analysis.inspection.mask_with_presets). The first sample is shown.
     """
     points, presets = list(before), list(after)
     figure = Figure(figsize=(1.6 * (1 + 3 * len(presets)), 2.4 * len(points)))
@@ -104,9 +106,10 @@ def _summary_text(summary: SeedSummary) -> str:
     return f"{summary.mean:.3f}{spread}\n(n={summary.n})"
 
 
-def heatmap_figure(summaries: Sequence[SeedSummary], row_key: str, column_key: str, *, title: str,
-                   frame: Sequence[SeedSummary] = ()) -> Figure:
-    """Seed summaries on a grid of two parameters (lfm.analysis.grid, `frame` included): colour = mean,
+def heatmap_figure(
+    summaries: Sequence[SeedSummary], row_key: str, column_key: str, *, title: str, frame: Sequence[SeedSummary] = ()
+) -> Figure:
+    """Seed summaries on a grid of two parameters (lfm.analysis.tables.grid, `frame` included): colour = mean,
     text = mean ± std and the number of seeds."""
     rows, columns, cells = grid(summaries, row_key, column_key, frame)
     means = np.array([[np.nan if cell is None else cell.mean for cell in line] for line in cells], dtype=float)
@@ -132,15 +135,23 @@ def comparison_figure(summaries: Sequence[SeedSummary], *, metric: str, label_ke
     non-empty values of `label_keys`."""
     labels = []
     for summary in summaries:
-        details = [f"{key.rsplit('.', 1)[-1]}={summary.settings[key]}" for key in label_keys
-                   if summary.settings.get(key, "") != ""]
+        details = [
+            f"{key.rsplit('.', 1)[-1]}={summary.settings[key]}"
+            for key in label_keys
+            if summary.settings.get(key, "") != ""
+        ]
         labels.append("\n".join([summary.settings.get("regularizer", ""), *details]))
     figure = Figure(figsize=(1.5 + 1.4 * len(summaries), 3.6))
     axis = figure.subplots()
     positions = range(len(summaries))
     errors = [0.0 if math.isnan(summary.std) else summary.std for summary in summaries]
-    axis.bar(positions, [summary.mean for summary in summaries], yerr=errors, capsize=4,
-             color=[f"C{number}" for number in positions])
+    axis.bar(
+        positions,
+        [summary.mean for summary in summaries],
+        yerr=errors,
+        capsize=4,
+        color=[f"C{number}" for number in positions],
+    )
     for position, summary in zip(positions, summaries):
         axis.text(position, summary.mean, f" n={summary.n}", ha="left", va="bottom", fontsize=7)
     axis.set_xticks(list(positions), labels, fontsize=8)

@@ -3,9 +3,7 @@
 import pytest
 import torch
 
-from lfm.data.datamodule import ReIDDataModule
-from lfm.errors import InputError
-from lfm.inspection import (
+from lfm.analysis.inspection import (
     feature_maps,
     input_image,
     lfm_preset,
@@ -14,6 +12,8 @@ from lfm.inspection import (
     masked_fractions,
     ranking_lists,
 )
+from lfm.data.datamodule import ReIDDataModule
+from lfm.errors import InputError
 from lfm.models.reid import ReIDModule
 
 OPTIMIZER = {"name": "sgd", "lr": 0.1}
@@ -23,7 +23,9 @@ SCHEDULER = {"name": "constant"}
 @pytest.fixture(scope="module")
 def model() -> ReIDModule:
     torch.manual_seed(0)
-    return ReIDModule(backbone="resnet18", num_classes=4, optimizer=OPTIMIZER, scheduler=SCHEDULER, flip_test=False).eval()
+    return ReIDModule(
+        backbone="resnet18", num_classes=4, optimizer=OPTIMIZER, scheduler=SCHEDULER, flip_test=False
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,10 @@ def test_feature_maps_are_the_outputs_of_the_named_modules(model, test_set):
     image = input_image(test_set, 0, (64, 32))
     maps = feature_maps(model.net, image[None], ["conv1", "layer1", "layer2"])
     assert {point: tuple(value.shape) for point, value in maps.items()} == {
-        "conv1": (1, 64, 32, 16), "layer1": (1, 64, 16, 8), "layer2": (1, 128, 8, 4)}
+        "conv1": (1, 64, 32, 16),
+        "layer1": (1, 64, 16, 8),
+        "layer2": (1, 128, 8, 4),
+    }
     backbone = model.net.backbone
     with torch.no_grad():
         expected = backbone.conv1((image[None] - model.net.mean) / model.net.std)
@@ -84,7 +89,8 @@ def test_realised_masked_fraction_matches_the_paper_setting_and_bands_realise_le
     band_fractions, band_expected = masked_fractions(feature_map, lfm_preset("official"), draws=400)
     assert sum(band_fractions) / len(band_fractions) < 0.8 * band_expected
     assert masked_fractions(feature_map, lfm_preset("paper"), draws=20, seed=1) == masked_fractions(
-        feature_map, lfm_preset("paper"), draws=20, seed=1)
+        feature_map, lfm_preset("paper"), draws=20, seed=1
+    )
 
 
 def test_ranking_lists_follow_the_protocol_and_the_attack_stays_in_its_ball(model, test_set):
@@ -96,8 +102,10 @@ def test_ranking_lists_follow_the_protocol_and_the_attack_stays_in_its_ball(mode
     assert torch.equal(clean.query, test_set[2]["image"])
     delta = attacked.query - clean.query
     assert 0 < delta.abs().max() <= 8 / 255 + 1e-6 and attacked.query.min() >= 0 and attacked.query.max() <= 1
-    gallery = {tuple(test_set[index]["image"].flatten()[:64].tolist()): test_set.samples[index]
-               for index in range(test_set.num_query, len(test_set))}
+    gallery = {
+        tuple(test_set[index]["image"].flatten()[:64].tolist()): test_set.samples[index]
+        for index in range(test_set.num_query, len(test_set))
+    }
     for image, is_match in zip(clean.gallery, clean.is_match):
         sample = gallery[tuple(image.flatten()[:64].tolist())]
         assert not (sample.pid == query.pid and sample.camid == query.camid)

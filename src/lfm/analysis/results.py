@@ -6,7 +6,7 @@ plus any other config key that differs between the runs collected, which is what
 varies), its seed and its scalar metrics: clean (test/*, val/*), LFM's masked fractions, and
 robustness under attack (attack/<method>/<loss>/eps<eps>/<metric>, from src/eval.py attack=...).
 
-    python -m lfm.results outputs/sweeps/demo [--out table.csv]
+    python -m lfm.analysis.results outputs/sweeps/demo [--out table.csv]
 """
 
 import argparse
@@ -100,8 +100,9 @@ def read_run(run_dir: Path) -> tuple[dict, dict]:
 
 def regularizer_label(config: dict) -> str:
     """The regularizers a run used, e.g. 'lfm', 'lfm+random_erasing', or 'none'."""
-    active = [name for name, key in REGULARIZER_KEYS.items()
-              if any(flat_key.startswith(f"{key}.") for flat_key in config)]
+    active = [
+        name for name, key in REGULARIZER_KEYS.items() if any(flat_key.startswith(f"{key}.") for flat_key in config)
+    ]
     return "+".join(active) or "none"
 
 
@@ -147,8 +148,11 @@ def varying_keys(configs: list[dict], exclude: set[str]) -> list[str]:
     """Config keys whose value is not the same in every run (what a sweep varied), in first-seen order."""
     keys = list(dict.fromkeys(key for config in configs for key in config))
     return [
-        key for key in keys
-        if key not in exclude and key not in ("seed", "task_name") and not key.startswith(BOOKKEEPING_PREFIXES)
+        key
+        for key in keys
+        if key not in exclude
+        and key not in ("seed", "task_name")
+        and not key.startswith(BOOKKEEPING_PREFIXES)
         and len({json.dumps(config.get(key), sort_keys=True) for config in configs}) > 1
     ]
 
@@ -200,7 +204,7 @@ def print_table(rows: list[dict], title: str, console: Console | None = None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lfm.results", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lfm.analysis.results", description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="a directory of runs (a sweep's output, outputs/, multirun/)")
     parser.add_argument("--out", type=Path, help="CSV path (default: <root>/results.csv)")
     args = parser.parse_args(argv)

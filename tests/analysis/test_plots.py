@@ -8,9 +8,8 @@ import pytest
 import torch
 from matplotlib.colors import to_rgba
 
-from lfm.analysis import RobustnessRun, SeedSummary
-from lfm.inspection import RankingList
-from lfm.plots import (
+from lfm.analysis.inspection import RankingList
+from lfm.analysis.plots import (
     MATCH_COLOUR,
     OTHER_COLOUR,
     comparison_figure,
@@ -21,6 +20,7 @@ from lfm.plots import (
     robustness_curves_figure,
     save_figure,
 )
+from lfm.analysis.tables import RobustnessRun, SeedSummary
 
 
 def summary(after: str, ratio: float, mean: float, std: float = math.nan, seeds=(0,), regularizer: str = "lfm"):
@@ -40,8 +40,11 @@ def test_save_figure_writes_a_png_in_a_new_folder(tmp_path):
 
 
 def test_heatmap_colours_the_means_and_names_missing_cells():
-    summaries = [summary("conv1", 0.25, 0.2, 0.01, (0, 1)), summary("conv1", 0.5, 0.4, 0.02, (0, 1)),
-                 summary("layer1", 0.5, 0.3)]
+    summaries = [
+        summary("conv1", 0.25, 0.2, 0.01, (0, 1)),
+        summary("conv1", 0.5, 0.4, 0.02, (0, 1)),
+        summary("layer1", 0.5, 0.3),
+    ]
     figure = heatmap_figure(summaries, "model.lfm.after", "model.lfm.mask_ratio", title="test/mAP")
     axis = figure.axes[0]
     image = axis.images[0].get_array()
@@ -53,8 +56,11 @@ def test_heatmap_colours_the_means_and_names_missing_cells():
 
 
 def test_comparison_bars_are_the_means_with_their_spread():
-    summaries = [summary("", "", 0.1, 0.02, (0, 1), regularizer="none"), summary("conv1", 0.5, 0.3, 0.05, (0, 1)),
-                 summary("", "", 0.2, regularizer="dropblock")]
+    summaries = [
+        summary("", "", 0.1, 0.02, (0, 1), regularizer="none"),
+        summary("conv1", 0.5, 0.3, 0.05, (0, 1)),
+        summary("", "", 0.2, regularizer="dropblock"),
+    ]
     figure = comparison_figure(summaries, metric="test/mAP", label_keys=["model.lfm.after", "model.lfm.mask_ratio"])
     axis = figure.axes[0]
     assert [bar.get_height() for bar in axis.patches] == pytest.approx([0.1, 0.3, 0.2])
@@ -67,8 +73,10 @@ def test_comparison_bars_are_the_means_with_their_spread():
 def test_robustness_curves_have_a_panel_per_metric_and_attack_and_a_line_per_model():
     def run(label: str, values: list[float]) -> RobustnessRun:
         rows = [{"method": "clean", "loss": "none", "eps": 0.0, "mAP": 0.5, "rank1": 0.6}]
-        rows += [{"method": "ifgsm", "loss": "metric", "eps": eps, "mAP": value, "rank1": value}
-                 for eps, value in zip((0.0, 4.0, 8.0), values)]
+        rows += [
+            {"method": "ifgsm", "loss": "metric", "eps": eps, "mAP": value, "rank1": value}
+            for eps, value in zip((0.0, 4.0, 8.0), values)
+        ]
         rows += [{"method": "noise", "loss": "none", "eps": 8.0, "mAP": 0.45, "rank1": 0.5}]
         return RobustnessRun(label, Path(label), Path("x.ckpt"), "reid", rows)
 
@@ -84,12 +92,18 @@ def test_robustness_curves_have_a_panel_per_metric_and_attack_and_a_line_per_mod
 
 def test_ranking_lists_frame_true_matches_green_and_others_red():
     image = torch.rand(3, 16, 8)
-    lists = [RankingList("clean", image, torch.rand(3, 3, 16, 8), [True, False, True], [0.1, 0.2, 0.3]),
-             RankingList("attacked", image, torch.rand(2, 3, 16, 8), [False, False], [0.5, 0.6])]
+    lists = [
+        RankingList("clean", image, torch.rand(3, 3, 16, 8), [True, False, True], [0.1, 0.2, 0.3]),
+        RankingList("attacked", image, torch.rand(2, 3, 16, 8), [False, False], [0.5, 0.6]),
+    ]
     figure = ranking_lists_figure(lists)
     axes = np.array(figure.axes).reshape(2, 4)
     frame = lambda axis: axis.spines["top"].get_edgecolor()  # noqa: E731
-    assert [frame(axis) for axis in axes[0][1:]] == [to_rgba(MATCH_COLOUR), to_rgba(OTHER_COLOUR), to_rgba(MATCH_COLOUR)]
+    assert [frame(axis) for axis in axes[0][1:]] == [
+        to_rgba(MATCH_COLOUR),
+        to_rgba(OTHER_COLOUR),
+        to_rgba(MATCH_COLOUR),
+    ]
     assert axes[0][1].get_title() == "#1 d=0.10" and axes[1][0].get_ylabel() == "attacked"
     assert not axes[1][3].axison  # the shorter list leaves its last slot empty
 
@@ -99,7 +113,9 @@ def test_feature_masks_show_a_masked_channel_before_and_after_for_each_preset():
     mask = torch.zeros(1, 4, 8, 4, dtype=torch.bool)
     mask[0, 2, 2:5, 1:3] = True
     masked = before["conv1"].masked_fill(mask, 0.0)
-    after = {"paper": {"conv1": (masked, mask), "layer1": (before["layer1"], torch.zeros(1, 4, 4, 2, dtype=torch.bool))}}
+    after = {
+        "paper": {"conv1": (masked, mask), "layer1": (before["layer1"], torch.zeros(1, 4, 4, 2, dtype=torch.bool))}
+    }
     figure = feature_masks_figure(torch.rand(3, 16, 8), before, after)
     axes = np.array(figure.axes).reshape(2, 4)
     assert axes[0][1].get_title() == "paper: before\n(channel 2)"

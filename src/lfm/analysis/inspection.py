@@ -10,17 +10,18 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from lfm.attacks.reid import NEEDS_RANDOM_START, build_reid_loss, true_matches
+from lfm.attacks.robustness import AttackSettings, attack_images
 from lfm.data.market import ReIDImageDataset, load_image
 from lfm.data.transforms import eval_transform
 from lfm.errors import InputError
-from lfm.insertion import insert_after_each
 from lfm.masking import LocalFeatureMasking, local_feature_masking, sample_feature_mask
 from lfm.metrics.distance import pairwise_distance
+from lfm.models.insertion import insert_after_each
 from lfm.models.reid import ReIDModule
-from lfm.pipeline import build_datamodule, load_checkpoint, load_module
-from lfm.robustness import AttackSettings, attack_images
+from lfm.project import CONF_DIR
+from lfm.runs.pipeline import build_datamodule, load_checkpoint, load_module
 
-LFM_PRESET_DIR = Path(__file__).resolve().parents[2] / "conf" / "lfm"
+LFM_PRESET_DIR = CONF_DIR / "lfm"
 
 
 def lfm_preset(name: str) -> dict:
@@ -83,11 +84,17 @@ def mask_feature_map(feature_map: torch.Tensor, settings: Mapping, seed: int = 0
 def mask_with_presets(maps: Mapping[str, torch.Tensor], presets: Mapping[str, Mapping], seed: int = 0) -> dict:
     """preset -> point -> (masked map, mask): one draw of each preset on each feature map, with every
     sample masked (p = 1) so that the draw shows what a masked sample looks like."""
-    return {name: {point: mask_feature_map(feature_map, {**settings, "p": 1.0}, seed) for point, feature_map in maps.items()}
-            for name, settings in presets.items()}
+    return {
+        name: {
+            point: mask_feature_map(feature_map, {**settings, "p": 1.0}, seed) for point, feature_map in maps.items()
+        }
+        for name, settings in presets.items()
+    }
 
 
-def masked_fractions(feature_map: torch.Tensor, settings: Mapping, draws: int = 500, seed: int = 0) -> tuple[list[float], float]:
+def masked_fractions(
+    feature_map: torch.Tensor, settings: Mapping, draws: int = 500, seed: int = 0
+) -> tuple[list[float], float]:
     """LFM applied `draws` times to `feature_map` [B, C, H, W]: the fraction of values each draw masked
     (`LocalFeatureMasking.masked_fraction`), and the fraction the settings ask for on average."""
     layer = LocalFeatureMasking(**settings).train()
@@ -105,8 +112,8 @@ class RankingList:
     """A query and its top-k gallery images, best first, with the true matches (same person, another camera)."""
 
     title: str
-    query: torch.Tensor          # [3, H, W] in [0, 1]: the image that was ranked (attacked, for an attack)
-    gallery: torch.Tensor        # [k, 3, H, W]
+    query: torch.Tensor  # [3, H, W] in [0, 1]: the image that was ranked (attacked, for an attack)
+    gallery: torch.Tensor  # [k, 3, H, W]
     is_match: list[bool]
     distances: list[float]
 
@@ -116,15 +123,28 @@ def _images(dataset: ReIDImageDataset, indices: Sequence[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _features(module: ReIDModule, dataset: ReIDImageDataset, indices: Sequence[int], batch_size: int = 128) -> torch.Tensor:
+def _features(
+    module: ReIDModule, dataset: ReIDImageDataset, indices: Sequence[int], batch_size: int = 128
+) -> torch.Tensor:
     """Evaluation features of the dataset's images `indices`, loaded a batch at a time."""
-    return torch.cat([module.net.retrieval_features(_images(dataset, indices[i:i + batch_size]), flip=module.hparams.flip_test)
-                      for i in range(0, len(indices), batch_size)])
+    return torch.cat(
+        [
+            module.net.retrieval_features(_images(dataset, indices[i : i + batch_size]), flip=module.hparams.flip_test)
+            for i in range(0, len(indices), batch_size)
+        ]
+    )
 
 
 def ranking_lists(
-    module: ReIDModule, dataset: ReIDImageDataset, *, method: str = "ifgsm", loss: str = "metric", eps: float = 8,
-    top_k: int = 5, query: int | None = None, seed: int = 0,
+    module: ReIDModule,
+    dataset: ReIDImageDataset,
+    *,
+    method: str = "ifgsm",
+    loss: str = "metric",
+    eps: float = 8,
+    top_k: int = 5,
+    query: int | None = None,
+    seed: int = 0,
 ) -> tuple[RankingList, RankingList]:
     """One query's top-k gallery images, clean and under an attack (eps in 1/255, as src/eval.py).
 
@@ -151,17 +171,35 @@ def ranking_lists(
     feature_fn = lambda x: module.net.retrieval_features(x, flip=module.hparams.flip_test)  # noqa: E731
     with torch.no_grad():
         clean_feature = feature_fn(image)
-    per_sample_loss = build_reid_loss(loss, feature_fn, clean=clean_feature, gallery=gallery_features,
-                                      positives=matches[index:index + 1], distance=distance)
+    per_sample_loss = build_reid_loss(
+        loss,
+        feature_fn,
+        clean=clean_feature,
+        gallery=gallery_features,
+        positives=matches[index : index + 1],
+        distance=distance,
+    )
     settings = AttackSettings(name="ranking_list", eps=(float(eps),), methods=(method,), losses=(loss,))
-    attacked = attack_images(method, per_sample_loss, image, eps, settings, torch.Generator().manual_seed(seed),
-                             random_start=loss in NEEDS_RANDOM_START)
+    attacked = attack_images(
+        method,
+        per_sample_loss,
+        image,
+        eps,
+        settings,
+        torch.Generator().manual_seed(seed),
+        random_start=loss in NEEDS_RANDOM_START,
+    )
     with torch.no_grad():
         attacked_distances = pairwise_distance(feature_fn(attacked), gallery_features, distance)[0]
     attacked_distances = attacked_distances.masked_fill(dropped[index], float("inf"))
-    ranked = [("clean", image[0], distances[index]), (f"{method} / {loss}, eps {eps:g}/255", attacked[0], attacked_distances)]
-    return tuple(_ranking_list(title, query_image, row, matches[index], dataset, gallery, top_k)
-                 for title, query_image, row in ranked)
+    ranked = [
+        ("clean", image[0], distances[index]),
+        (f"{method} / {loss}, eps {eps:g}/255", attacked[0], attacked_distances),
+    ]
+    return tuple(
+        _ranking_list(title, query_image, row, matches[index], dataset, gallery, top_k)
+        for title, query_image, row in ranked
+    )
 
 
 def _default_query(distances: torch.Tensor, matches: torch.Tensor) -> int:
@@ -174,8 +212,20 @@ def _default_query(distances: torch.Tensor, matches: torch.Tensor) -> int:
     return int(candidates[0, 0])
 
 
-def _ranking_list(title: str, query: torch.Tensor, distances: torch.Tensor, matches: torch.Tensor,
-                  dataset: ReIDImageDataset, gallery: Sequence[int], top_k: int) -> RankingList:
+def _ranking_list(
+    title: str,
+    query: torch.Tensor,
+    distances: torch.Tensor,
+    matches: torch.Tensor,
+    dataset: ReIDImageDataset,
+    gallery: Sequence[int],
+    top_k: int,
+) -> RankingList:
     order = [int(i) for i in distances.argsort()[:top_k] if distances[i].isfinite()]
-    return RankingList(title, query, _images(dataset, [gallery[i] for i in order]),
-                       [bool(matches[i]) for i in order], [float(distances[i]) for i in order])
+    return RankingList(
+        title,
+        query,
+        _images(dataset, [gallery[i] for i in order]),
+        [bool(matches[i]) for i in order],
+        [float(distances[i]) for i in order],
+    )
