@@ -1,3 +1,5 @@
+import dataclasses
+import inspect
 import math
 import re
 
@@ -9,6 +11,7 @@ from lfm.masking import (
     FILLS,
     REGIONS,
     LocalFeatureMasking,
+    MaskingSettings,
     local_feature_masking,
     sample_feature_mask,
 )
@@ -439,6 +442,32 @@ def test_repr_lists_the_settings() -> None:
         "aspect=(0.3, ",
     ]:
         assert part in text
+
+
+def test_op_layer_and_mask_share_their_settings_and_defaults() -> None:
+    """The three entry points spell out the settings; MaskingSettings checks them for all."""
+
+    def defaults(function) -> dict:
+        return {
+            name: parameter.default
+            for name, parameter in inspect.signature(function).parameters.items()
+            if name in {field.name for field in dataclasses.fields(MaskingSettings)}
+        }
+
+    layer = defaults(LocalFeatureMasking.__init__)
+    assert list(layer) == [field.name for field in dataclasses.fields(MaskingSettings)]
+    assert defaults(local_feature_masking) == layer
+    assert defaults(sample_feature_mask) == {name: value for name, value in layer.items() if name != "fill"}
+
+
+def test_layer_settings_are_checked_again_when_changed() -> None:
+    layer = LocalFeatureMasking(area=[0.1, 0.2])
+    assert layer.settings.area == layer.area == (0.1, 0.2)
+    layer.p, layer.mask_ratio = 0.25, 0.75
+    assert (layer.settings.p, layer.settings.mask_ratio) == (0.25, 0.75)
+    with pytest.raises(ValueError, match=re.escape("p must be in [0, 1], got 2")):
+        layer.p = 2
+    assert layer.p == 0.25
 
 
 @pytest.mark.parametrize(

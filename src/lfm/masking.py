@@ -36,6 +36,7 @@ evaluation, the in-place write, the rejection sampler, and the released code's
 last-write-wins where two regions of one channel overlap (here: the mean of their values).
 """
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -79,26 +80,37 @@ def _check_pair(
     return low, high
 
 
-def _check_settings(
-    p: float,
-    mask_ratio: float,
-    area: Sequence[float],
-    aspect: Sequence[float],
-    selection: str,
-    channel_sampling: str,
-    region: str,
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Raise ValueError on a bad setting; return `area` and `aspect` as float pairs."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p!r}")
-    if not 0.0 <= mask_ratio <= 1.0:
-        raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio!r}")
-    area = _check_pair("area", area, "0 < area[0] <= area[1] <= 1", lambda low, high: 0 < low <= high <= 1)
-    aspect = _check_pair("aspect", aspect, "0 < aspect[0] <= aspect[1]", lambda low, high: 0 < low <= high)
-    _check_choice("selection", selection, SELECTIONS)
-    _check_choice("channel_sampling", channel_sampling, CHANNEL_SAMPLINGS)
-    _check_choice("region", region, REGIONS)
-    return area, aspect
+@dataclasses.dataclass(frozen=True)
+class MaskingSettings:
+    """The settings of one LFM op or layer (see the module docstring), checked when made (the
+    defaults are in the signatures of the op and the layer).
+
+    Raises ValueError on a bad setting; `area` and `aspect` take any sequence of two numbers
+    and hold them as a float pair.
+    """
+
+    p: float
+    mask_ratio: float
+    area: tuple[float, float]
+    aspect: tuple[float, float]
+    fill: str
+    selection: str
+    channel_sampling: str
+    region: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {self.p!r}")
+        if not 0.0 <= self.mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1], got {self.mask_ratio!r}")
+        area = _check_pair("area", self.area, "0 < area[0] <= area[1] <= 1", lambda low, high: 0 < low <= high <= 1)
+        aspect = _check_pair("aspect", self.aspect, "0 < aspect[0] <= aspect[1]", lambda low, high: 0 < low <= high)
+        object.__setattr__(self, "area", area)  # frozen: the checked pairs replace what was given
+        object.__setattr__(self, "aspect", aspect)
+        _check_choice("selection", self.selection, SELECTIONS)
+        _check_choice("channel_sampling", self.channel_sampling, CHANNEL_SAMPLINGS)
+        _check_choice("region", self.region, REGIONS)
+        _check_choice("fill", self.fill, FILLS)
 
 
 def num_masked_channels(mask_ratio: float, channels: int) -> int:
@@ -135,22 +147,17 @@ def _boxes(
 
 def _draw_regions(
     shape: Sequence[int],
-    p: float,
-    mask_ratio: float,
-    area: tuple[float, float],
-    aspect: tuple[float, float],
-    selection: str,
-    channel_sampling: str,
-    region: str,
+    settings: MaskingSettings,
     device: torch.device | str | None,
     generator: torch.Generator | None,
     memory_format: torch.memory_format,
 ) -> _Draws:
     batch, channels, height, width = shape
-    groups = 1 if selection == "batch" else batch
-    selected = (torch.rand(groups, device=device, generator=generator) < p).expand(batch)
-    k = num_masked_channels(mask_ratio, channels)
-    if channel_sampling == "without_replacement":
+    region = settings.region
+    groups = 1 if settings.selection == "batch" else batch
+    selected = (torch.rand(groups, device=device, generator=generator) < settings.p).expand(batch)
+    k = num_masked_channels(settings.mask_ratio, channels)
+    if settings.channel_sampling == "without_replacement":
         scores = torch.rand(groups, channels, device=device, generator=generator)
         chosen = torch.zeros(groups, channels, dtype=torch.bool, device=device)
         chosen.scatter_(1, scores.topk(k, dim=1).indices, True)
@@ -162,7 +169,7 @@ def _draw_regions(
         active = selected[:, None].expand(batch, k)
     num = active.shape[1]
     u = torch.rand(4, batch, num, device=device, generator=generator)
-    y0, h, x0, w = _boxes(u, height, width, area, aspect)
+    y0, h, x0, w = _boxes(u, height, width, settings.area, settings.aspect)
     if region == "band":
         # The authors' x[i][c][y1:y1 + h][x1:x1 + w], with x1 = y0 the row offset and
         # y1 = x0 the column offset: the second slice cuts rows of the first one.
@@ -232,22 +239,11 @@ def sample_feature_mask(
     With the same generator state, `local_feature_masking` with these settings masks
     exactly these positions.
     """
-    area, aspect = _check_settings(p, mask_ratio, area, aspect, selection, channel_sampling, region)
+    # The mask does not depend on the fill: any valid one will do.
+    settings = MaskingSettings(p, mask_ratio, area, aspect, "zero", selection, channel_sampling, region)
     if len(shape) != 4:
         raise ValueError(f"shape must be [B, C, H, W], got {tuple(shape)!r}")
-    draws = _draw_regions(
-        shape,
-        p,
-        mask_ratio,
-        area,
-        aspect,
-        selection,
-        channel_sampling,
-        region,
-        device,
-        generator,
-        memory_format,
-    )
+    draws = _draw_regions(shape, settings, device, generator, memory_format)
     mask = _merge_draws(draws, shape[1])[0]
     return mask.expand(tuple(shape)).contiguous(memory_format=memory_format)
 
@@ -285,34 +281,11 @@ def _check_input(x: Tensor) -> None:
         raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
 
 
-def _mask_and_fill(
-    x: Tensor,
-    p: float,
-    mask_ratio: float,
-    area: tuple[float, float],
-    aspect: tuple[float, float],
-    fill: str,
-    selection: str,
-    channel_sampling: str,
-    region: str,
-    generator: torch.Generator | None,
-) -> tuple[Tensor, Tensor]:
+def _mask_and_fill(x: Tensor, settings: MaskingSettings, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """The masked tensor and the boolean mask it applied ([B, C, H, W], or [B, C, H, 1] for bands)."""
-    draws = _draw_regions(
-        x.shape,
-        p,
-        mask_ratio,
-        area,
-        aspect,
-        selection,
-        channel_sampling,
-        region,
-        x.device,
-        generator,
-        _memory_format(x),
-    )
+    draws = _draw_regions(x.shape, settings, x.device, generator, _memory_format(x))
     mask, counts = _merge_draws(draws, x.shape[1])
-    return torch.where(mask, _fill_values(x, fill, draws, counts, generator), x), mask
+    return torch.where(mask, _fill_values(x, settings.fill, draws, counts, generator), x), mask
 
 
 def local_feature_masking(
@@ -334,12 +307,24 @@ def local_feature_masking(
     Returns x itself when not training or p == 0; otherwise a new tensor with x's dtype and
     memory format. The gradient is zero at masked positions and unchanged elsewhere.
     """
-    area, aspect = _check_settings(p, mask_ratio, area, aspect, selection, channel_sampling, region)
-    _check_choice("fill", fill, FILLS)
+    settings = MaskingSettings(p, mask_ratio, area, aspect, fill, selection, channel_sampling, region)
     _check_input(x)
     if not training or p == 0.0:
         return x
-    return _mask_and_fill(x, p, mask_ratio, area, aspect, fill, selection, channel_sampling, region, generator)[0]
+    return _mask_and_fill(x, settings, generator)[0]
+
+
+def _setting(name: str) -> property:
+    """A LocalFeatureMasking attribute: field `name` of its settings, checked again when set
+    (the LFM warm-up, lfm.runs.callbacks, scales `p` and `mask_ratio` epoch by epoch)."""
+
+    def get(layer: "LocalFeatureMasking"):
+        return getattr(layer.settings, name)
+
+    def set_(layer: "LocalFeatureMasking", value) -> None:
+        layer.settings = dataclasses.replace(layer.settings, **{name: value})
+
+    return property(get, set_)
 
 
 class LocalFeatureMasking(nn.Module):
@@ -348,8 +333,18 @@ class LocalFeatureMasking(nn.Module):
     After each training forward, `masked_fraction` holds the fraction of the input's values
     that were masked (a 0-d tensor, no host sync) and `expected_fraction` the fraction the
     settings ask for on average, p x k / C x mean area (bands and draws with replacement
-    realise less: that gap is what they change).
+    realise less: that gap is what they change). Its settings are in `settings`
+    (a MaskingSettings) and, one by one, in attributes of their names.
     """
+
+    p = _setting("p")
+    mask_ratio = _setting("mask_ratio")
+    area = _setting("area")
+    aspect = _setting("aspect")
+    fill = _setting("fill")
+    selection = _setting("selection")
+    channel_sampling = _setting("channel_sampling")
+    region = _setting("region")
 
     def __init__(
         self,
@@ -363,14 +358,7 @@ class LocalFeatureMasking(nn.Module):
         region: str = "rectangle",
     ) -> None:
         super().__init__()
-        self.area, self.aspect = _check_settings(p, mask_ratio, area, aspect, selection, channel_sampling, region)
-        _check_choice("fill", fill, FILLS)
-        self.p = p
-        self.mask_ratio = mask_ratio
-        self.fill = fill
-        self.selection = selection
-        self.channel_sampling = channel_sampling
-        self.region = region
+        self.settings = MaskingSettings(p, mask_ratio, area, aspect, fill, selection, channel_sampling, region)
         self.masked_fraction: Tensor | None = None
         self.expected_fraction: float | None = None
 
@@ -378,23 +366,14 @@ class LocalFeatureMasking(nn.Module):
         _check_input(x)
         if not self.training:
             return x
+        settings = self.settings
         channels = x.shape[1]
-        self.expected_fraction = self.p * num_masked_channels(self.mask_ratio, channels) / channels * sum(self.area) / 2
-        if self.p == 0.0:
+        masked_channels = num_masked_channels(settings.mask_ratio, channels)
+        self.expected_fraction = settings.p * masked_channels / channels * sum(settings.area) / 2
+        if settings.p == 0.0:
             self.masked_fraction = x.new_zeros((), dtype=torch.float32)
             return x
-        output, mask = _mask_and_fill(
-            x,
-            self.p,
-            self.mask_ratio,
-            self.area,
-            self.aspect,
-            self.fill,
-            self.selection,
-            self.channel_sampling,
-            self.region,
-            None,
-        )
+        output, mask = _mask_and_fill(x, settings, None)
         self.masked_fraction = torch.count_nonzero(mask) / mask.numel()
         return output
 
