@@ -9,7 +9,8 @@ from lfm.errors import InputError
 from lfm.masking import LocalFeatureMasking
 from lfm.models.backbones import FEATURE_STACKS, imagenet_weights_path
 from lfm.models.losses import batch_hard_triplet_loss
-from lfm.models.reid import ReIDModule, ReIDNet, build_optimizer, lr_factor
+from lfm.models.optimization import build_optimizer, lr_factor
+from lfm.models.reid import ReIDModule, ReIDNet
 
 PAPER_LFM = {"after": "conv1", "p": 1.0, "mask_ratio": 0.5, "fill": "zero"}
 OPTIMIZER = {"name": "sgd", "lr": 0.1, "backbone_lr_mult": 0.1}

@@ -169,6 +169,17 @@ def build_backbone(name: str, last_stride: int = 2) -> nn.Module:
     return FeatureStackFeatures(name)
 
 
+def use_small_input_stem(backbone: nn.Module, name: str) -> None:
+    """The CIFAR ResNet stem: conv1 3x3 stride 1 and no max-pool, for 32 x 32 inputs."""
+    resnets = RESNETS + tuple(IBN_A_RESNETS)
+    if name not in resnets:
+        raise InputError(
+            f"model.small_input is only available for ResNets ({list(resnets)}), not {name}; set model.small_input=false"
+        )
+    backbone.conv1 = nn.Conv2d(3, backbone.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    backbone.maxpool = nn.Identity()
+
+
 def _timm_cached_weights(name: str) -> tuple[Path | None, Path]:
     """Where timm keeps `name`'s weights: the file in the Hugging Face hub cache (or the torch
     hub cache, for weights timm fetches by URL) if there is one, and the path to name if not."""

@@ -8,29 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lfm.errors import InputError
 from lfm.metrics.classification import SampleAccuracy
-from lfm.models.backbones import RESNETS, build_backbone, load_pretrained
-from lfm.models.ibn import IBN_A_RESNETS
-from lfm.models.regularizers import attach_feature_regularizers
-from lfm.models.reid import build_optimizer
+from lfm.models.losses import check_label_smoothing
+from lfm.models.optimization import build_optimizer
+from lfm.models.trunk import BackboneNet
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
-def use_small_input_stem(backbone: nn.Module, name: str) -> None:
-    """The CIFAR ResNet stem: conv1 3x3 stride 1 and no max-pool, for 32 x 32 inputs."""
-    resnets = RESNETS + tuple(IBN_A_RESNETS)
-    if name not in resnets:
-        raise InputError(
-            f"model.small_input is only available for ResNets ({list(resnets)}), not {name}; set model.small_input=false"
-        )
-    backbone.conv1 = nn.Conv2d(3, backbone.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
-    backbone.maxpool = nn.Identity()
-
-
-class ClassificationNet(nn.Module):
+class ClassificationNet(BackboneNet):
     """Images in [0, 1] -> normalisation -> backbone (LFM etc. inserted) -> pooling -> logits."""
 
     def __init__(
@@ -43,21 +30,13 @@ class ClassificationNet(nn.Module):
         dropout2d: Mapping | None = None,
         dropblock: Mapping | None = None,
     ):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
-        self.backbone = build_backbone(backbone)
-        load_pretrained(self.backbone, backbone, pretrained)
-        if small_input:
-            use_small_input_stem(self.backbone, backbone)
-        self.regularizers = attach_feature_regularizers(
-            self.backbone, lfm=lfm, dropout2d=dropout2d, dropblock=dropblock
+        super().__init__(
+            backbone, CIFAR_MEAN, CIFAR_STD, pretrained, lfm, dropout2d, dropblock, small_input=small_input
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(self.backbone.out_channels, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.backbone((images - self.mean) / self.std)).flatten(1))
+        return self.classifier(self.pooled_features(images))
 
 
 class ClassificationModule(L.LightningModule):
@@ -79,8 +58,7 @@ class ClassificationModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise InputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_label_smoothing(label_smoothing)
         self.net = ClassificationNet(backbone, num_classes, lfm, pretrained, small_input, dropout2d, dropblock)
         self.accuracy = nn.ModuleDict({"val": SampleAccuracy(), "test": SampleAccuracy()})
         self.test_results: dict = {}

@@ -1,7 +1,15 @@
-"""Metric-learning losses for re-ID."""
+"""Losses: the label-smoothing check of every task's cross-entropy, and re-ID's metric-learning loss."""
 
 import torch
 import torch.nn.functional as F
+
+from lfm.errors import InputError
+
+
+def check_label_smoothing(label_smoothing: float) -> None:
+    """Refuse a `model.label_smoothing` outside [0, 1) (cross-entropy's range)."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise InputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
 
 
 def batch_hard_triplet_loss(features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3) -> torch.Tensor:

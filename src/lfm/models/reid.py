@@ -1,21 +1,19 @@
 """The re-ID network and its LightningModule (training, validation and test ranking)."""
 
-import math
 from collections.abc import Mapping
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lfm.errors import InputError
 from lfm.metrics.distance import DISTANCES
 from lfm.metrics.reid import ReIDRankingMetric
 from lfm.metrics.rerank import RerankSettings
-from lfm.models.backbones import build_backbone, load_pretrained
 from lfm.models.heads import ReIDHead
-from lfm.models.losses import batch_hard_triplet_loss
-from lfm.models.regularizers import attach_feature_regularizers
+from lfm.models.losses import batch_hard_triplet_loss, check_label_smoothing
+from lfm.models.optimization import build_optimizer
+from lfm.models.trunk import BackboneNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,7 +21,7 @@ RANKING_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 AP_DEFINITIONS = ("standard", "trapezoid")
 
 
-class ReIDNet(nn.Module):
+class ReIDNet(BackboneNet):
     """Images in [0, 1] -> normalisation -> backbone (with LFM or another feature regularizer
     inserted) -> pooling -> head."""
 
@@ -39,20 +37,13 @@ class ReIDNet(nn.Module):
         dropout2d: Mapping | None = None,
         dropblock: Mapping | None = None,
     ):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.backbone = build_backbone(backbone, last_stride)
-        load_pretrained(self.backbone, backbone, pretrained)
-        self.regularizers = attach_feature_regularizers(
-            self.backbone, lfm=lfm, dropout2d=dropout2d, dropblock=dropblock
+        super().__init__(
+            backbone, IMAGENET_MEAN, IMAGENET_STD, pretrained, lfm, dropout2d, dropblock, last_stride=last_stride
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = ReIDHead(self.backbone.out_channels, num_classes, embedding_dim, dropout)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        feature_map = self.backbone((images - self.mean) / self.std)
-        pooled = self.pool(feature_map).flatten(1)
+        pooled = self.pooled_features(images)
         embedding, logits = self.head(pooled)
         return {"pooled": pooled, "embedding": embedding, "logits": logits}
 
@@ -102,8 +93,7 @@ class ReIDModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise InputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_label_smoothing(label_smoothing)
         if triplet_weight < 0:
             raise InputError(f"model.triplet_weight must be >= 0, got {triplet_weight}")
         rerank_settings = check_evaluation_settings(distance=distance, ap=ap, rerank_settings=rerank_settings)
@@ -209,65 +199,3 @@ def check_evaluation_settings(
     if ap not in AP_DEFINITIONS:
         raise InputError(f"model.ap must be one of {AP_DEFINITIONS}, got {ap!r}")
     return check_rerank_settings(rerank_settings)
-
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("step", "cosine", "constant")
-
-
-def build_optimizer(net: ReIDNet, optimizer: Mapping, scheduler: Mapping, max_epochs: int) -> dict:
-    """Optimizer with a backbone learning-rate multiplier, and a per-epoch LR schedule.
-
-    `optimizer`: name (sgd | adam | adamw), lr, weight_decay, momentum, nesterov,
-    backbone_lr_mult. `scheduler`: name (step | cosine | constant), milestones, gamma,
-    warmup_epochs (linear warm-up from warmup_factor * lr).
-    """
-    name = optimizer["name"]
-    if name not in OPTIMIZERS:
-        raise InputError(f"model.optimizer.name must be one of {OPTIMIZERS}, got {name!r}")
-    if scheduler["name"] not in SCHEDULERS:
-        raise InputError(f"model.scheduler.name must be one of {SCHEDULERS}, got {scheduler['name']!r}")
-    lr = optimizer["lr"]
-    if not lr > 0:
-        raise InputError(f"model.optimizer.lr must be > 0, got {lr}")
-    backbone_params = list(net.backbone.parameters())
-    backbone_ids = {id(param) for param in backbone_params}
-    head_params = [param for param in net.parameters() if id(param) not in backbone_ids]
-    groups = [
-        {"params": backbone_params, "lr": lr * optimizer.get("backbone_lr_mult", 1.0)},
-        {"params": head_params, "lr": lr},
-    ]
-    weight_decay = optimizer.get("weight_decay", 0.0)
-    try:
-        if name == "sgd":
-            opt = torch.optim.SGD(
-                groups,
-                lr=lr,
-                momentum=optimizer.get("momentum", 0.9),
-                nesterov=optimizer.get("nesterov", True),
-                weight_decay=weight_decay,
-            )
-        else:
-            opt_class = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-            opt = opt_class(groups, lr=lr, weight_decay=weight_decay)
-    except ValueError as error:  # torch names the argument: "Invalid momentum value: -1"
-        raise InputError(f"invalid model.optimizer setting: {error}") from None
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(epoch, scheduler, max_epochs))
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
-
-
-def lr_factor(epoch: int, scheduler: Mapping, max_epochs: int) -> float:
-    """Multiplier of the base learning rate at `epoch` (warm-up times the decay)."""
-    warmup_epochs = scheduler.get("warmup_epochs", 0)
-    warmup = 1.0
-    if epoch < warmup_epochs:
-        start = scheduler.get("warmup_factor", 0.1)
-        warmup = start + (1.0 - start) * epoch / warmup_epochs
-    if scheduler["name"] == "step":
-        passed = sum(epoch >= milestone for milestone in scheduler.get("milestones", []))
-        decay = scheduler.get("gamma", 0.1) ** passed
-    elif scheduler["name"] == "cosine":
-        decay = 0.5 * (1.0 + math.cos(math.pi * min(epoch, max_epochs) / max(max_epochs, 1)))
-    else:
-        decay = 1.0
-    return warmup * decay
