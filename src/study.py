@@ -8,8 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lfm.errors import InputError
-from lfm.jobs.options import add_executor_arguments, executor_from_arguments
+from lfm.jobs.options import add_executor_arguments, executor_from_arguments, exit_status
 from lfm.study.report import write_report
 from lfm.study.runner import STATE_FILE, load_state, run_study
 from lfm.study.spec import load_study, study_steps
@@ -32,26 +31,21 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished steps")
     add_executor_arguments(parser)
     args = parser.parse_args()
-    try:
-        spec = load_study(args.study)
-        if args.dry_run:
-            for step in study_steps(spec):
-                print(step.key)
-            return 0
-        out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
-        if args.report_only:
-            print(f"Report: {write_report(spec, out_dir, load_state(out_dir / STATE_FILE, spec))}")
-            return 0
-        result = run_study(args.study, out_dir=out_dir, executor=executor_from_arguments(args, out_dir / "slurm"))
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "interrupted: the steps under way were stopped; run the same command again to resume the study",
-            file=sys.stderr,
-        )
-        return 130
+    return exit_status(lambda: run(args), "study")
+
+
+def run(args: argparse.Namespace) -> int:
+    """What the options ask for; its exit status (0, or 1 when a step failed)."""
+    spec = load_study(args.study)
+    if args.dry_run:
+        for step in study_steps(spec):
+            print(step.key)
+        return 0
+    out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
+    if args.report_only:
+        print(f"Report: {write_report(spec, out_dir, load_state(out_dir / STATE_FILE, spec))}")
+        return 0
+    result = run_study(args.study, out_dir=out_dir, executor=executor_from_arguments(args, out_dir / "slurm"))
     if result.failed:
         print(
             f"{len(result.failed)} step(s) did not finish; see {result.out_dir / STATE_FILE}; "

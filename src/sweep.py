@@ -8,8 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lfm.errors import InputError
-from lfm.jobs.options import add_executor_arguments, executor_from_arguments
+from lfm.jobs.options import add_executor_arguments, executor_from_arguments, exit_status
 from lfm.sweeps.command import render_command
 from lfm.sweeps.runner import STATE_FILE, prepare_sweep, run_sweep
 from lfm.sweeps.spec import load_sweep
@@ -64,39 +63,34 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="check the sweep file and print each run's command")
     add_executor_arguments(parser)
     args = parser.parse_intermixed_args()
-    try:
-        if args.dry_run:
-            sweep = prepare_sweep(args.sweep_file, args.count, args.seed, args.bayes_as_random, tuple(args.overrides))
-            if sweep.searched:
-                print(
-                    f"bayes: {sweep.size} runs proposed one at a time by Optuna over "
-                    f"{', '.join(parameter.key for parameter in sweep.spec.parameters)}"
-                )
-            for parameters in sweep.points:
-                print(" ".join(render_command(sweep.spec, parameters, sys.executable)))
-            return 0
-        out_dir = args.out or Path("outputs") / "sweeps" / load_sweep(args.sweep_file).name
-        result = run_sweep(
-            args.sweep_file,
-            out_dir=out_dir,
-            count=args.count,
-            seed=args.seed,
-            retry_failed=args.retry_failed,
-            bayes_as_random=args.bayes_as_random,
-            overrides=tuple(args.overrides),
-            executor=executor_from_arguments(args, out_dir.resolve() / "slurm"),
-            storage=args.storage,
-            heartbeat=args.heartbeat,
-        )
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "interrupted: the steps under way were stopped; run the same command again to resume the sweep",
-            file=sys.stderr,
-        )
-        return 130
+    return exit_status(lambda: run(args), "sweep")
+
+
+def run(args: argparse.Namespace) -> int:
+    """What the options ask for; its exit status (0, or 1 when a run failed)."""
+    if args.dry_run:
+        sweep = prepare_sweep(args.sweep_file, args.count, args.seed, args.bayes_as_random, tuple(args.overrides))
+        if sweep.searched:
+            print(
+                f"bayes: {sweep.size} runs proposed one at a time by Optuna over "
+                f"{', '.join(parameter.key for parameter in sweep.spec.parameters)}"
+            )
+        for parameters in sweep.points:
+            print(" ".join(render_command(sweep.spec, parameters, sys.executable)))
+        return 0
+    out_dir = args.out or Path("outputs") / "sweeps" / load_sweep(args.sweep_file).name
+    result = run_sweep(
+        args.sweep_file,
+        out_dir=out_dir,
+        count=args.count,
+        seed=args.seed,
+        retry_failed=args.retry_failed,
+        bayes_as_random=args.bayes_as_random,
+        overrides=tuple(args.overrides),
+        executor=executor_from_arguments(args, out_dir.resolve() / "slurm"),
+        storage=args.storage,
+        heartbeat=args.heartbeat,
+    )
     if result.failed:
         print(f"{len(result.failed)} run(s) failed; see {result.out_dir / STATE_FILE}", file=sys.stderr)
         return 1

@@ -1,6 +1,9 @@
-"""The command-line options of src/sweep.py and src/study.py that say where their steps run."""
+"""What src/sweep.py and src/study.py share: the command-line options that say where their
+steps run, and the exit status of a run."""
 
 import argparse
+import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -40,6 +43,22 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
         ("mem_gb", "memory per job in GB"),
     ):
         group.add_argument(SLURM_FLAGS[name], type=int, help=f"slurm: {text} (default {getattr(defaults, name)})")
+
+
+def exit_status(run: Callable[[], int], resumes: str) -> int:
+    """`run()`'s exit status; 2 after an InputError (its message, no traceback); 130 after
+    Ctrl-C, saying that the same command resumes the `resumes` (a study, a sweep)."""
+    try:
+        return run()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the steps under way were stopped; run the same command again to resume the {resumes}",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def executor_from_arguments(args: argparse.Namespace, folder: Path) -> Executor:
