@@ -13,15 +13,14 @@ import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lfm.data.augment import BatchAugmentation, CutoutSettings, RandomErasingSettings
-from lfm.data.batching import PIPELINES, AugmentationGenerator, TensorBatches, trainer_batches
+from lfm.data.batching import TensorBatches
+from lfm.data.loading import ImageDataModule, check_batch_sizes, check_pipeline
 from lfm.data.samplers import RandomOrder, SequentialOrder
-from lfm.data.transforms import eval_transform, train_transform
+from lfm.data.transforms import eval_transform
 from lfm.errors import InputError
 
 CIFAR_FILES = {
@@ -131,7 +130,7 @@ class CIFARImages(Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.images.transpose(0, 3, 1, 2)))
 
 
-class CIFARDataModule(L.LightningDataModule):
+class CIFARDataModule(ImageDataModule):
     """CIFAR-10/100 from `root`; `synthetic` ({seed, num_train, num_test}) generates the
     stand-in at `root` on first use. `val_size` training images are held out (seeded) to
     pick the best checkpoint. `pipeline="tensor"` batches the in-memory images by index and
@@ -156,26 +155,18 @@ class CIFARDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if pipeline not in PIPELINES:
-            raise InputError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}")
+        check_pipeline(pipeline)
         if dataset not in CIFAR_FILES:
             raise InputError(f"data.dataset must be one of {list(CIFAR_FILES)}, got {dataset!r}")
         if synthetic and dataset != "cifar10":
             raise InputError("data.synthetic generates a 10-class dataset: use it with data.dataset=cifar10")
-        if batch_size < 1 or eval_batch_size < 1:
-            raise InputError(
-                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}"
-            )
+        check_batch_sizes(batch_size, eval_batch_size)
         self.root = Path(root).expanduser()
         self.dataset, self.val_size, self.seed = dataset, val_size, seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.synthetic = dict(synthetic) if synthetic else None
-        random_erasing = RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None
-        cutout = CutoutSettings.from_config(cutout) if cutout is not None else None
         self.pipeline = pipeline
-        self.augmentation = BatchAugmentation(pad, flip, random_erasing, cutout)
-        self.augment_generator = AugmentationGenerator(seed)
-        self.train_transform = train_transform(IMAGE_SIZE, pad, flip, random_erasing, cutout)
+        self.set_up_augmentation(IMAGE_SIZE, pad, flip, random_erasing, cutout, seed)
         self.eval_transform = eval_transform(IMAGE_SIZE)
         self.train_set = self.val_set = self.test_set = None
 
@@ -206,27 +197,14 @@ class CIFARDataModule(L.LightningDataModule):
         self, dataset: CIFARImages, batch_size: int, shuffle: bool = False, shard: bool = True
     ) -> DataLoader | TensorBatches:
         if self.pipeline == "pil":
-            return DataLoader(
-                dataset,
-                batch_size=batch_size,
-                shuffle=shuffle,
-                drop_last=shuffle,
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
+            persistent = self.num_workers > 0
+            return self.pil_loader(
+                dataset, batch_size, shuffle=shuffle, drop_last=shuffle, persistent_workers=persistent
             )
         order = RandomOrder(len(dataset), self.seed) if shuffle else SequentialOrder(len(dataset))
         fields = {"label": torch.from_numpy(dataset.labels).long(), "index": torch.arange(len(dataset))}
-        return trainer_batches(
-            self.trainer,
-            dataset.uint8_tensor(),
-            torch.arange(len(dataset)),
-            fields,
-            order,
-            batch_size,
-            augment=self.augmentation if shuffle else None,
-            generator=self.augment_generator,
-            shard=shard,
-        )
+        rows = torch.arange(len(dataset))
+        return self.tensor_batches(dataset.uint8_tensor(), rows, fields, order, batch_size, train=shuffle, shard=shard)
 
     def train_dataloader(self) -> DataLoader | TensorBatches:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
@@ -237,9 +215,3 @@ class CIFARDataModule(L.LightningDataModule):
     def test_dataloader(self, shard: bool = True) -> DataLoader | TensorBatches:
         """The test batches; `shard=False` gives every DDP rank the whole set (attacks run on one rank)."""
         return self._loader(self.test_set, self.eval_batch_size, shard=shard)
-
-    def state_dict(self) -> dict:
-        return self.augment_generator.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.augment_generator.load_state_dict(state_dict)

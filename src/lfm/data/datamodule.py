@@ -4,18 +4,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from lfm.data import market, msmt17
-from lfm.data.augment import BatchAugmentation, CutoutSettings, RandomErasingSettings
-from lfm.data.batching import PIPELINES, AugmentationGenerator, TensorBatches, trainer_batches
+from lfm.data.batching import TensorBatches
 from lfm.data.cache import cache_bytes, cache_file_path, cached_images, check_cache_memory
+from lfm.data.loading import ImageDataModule, check_batch_sizes, check_pipeline
 from lfm.data.market import ReIDImageDataset, ReIDSample, check_images, hold_out_identities, ranking_dataset
 from lfm.data.samplers import IdentityBalancedOrder, IdentityBalancedSampler, RandomOrder, SequentialOrder
 from lfm.data.synthetic import ensure_synthetic_reid, resolve_synthetic_preset
-from lfm.data.transforms import eval_transform, train_transform
+from lfm.data.transforms import eval_transform
 from lfm.errors import InputError
 
 SAMPLERS = ("random", "identity_balanced")
@@ -23,7 +22,7 @@ SAMPLERS = ("random", "identity_balanced")
 LAYOUTS: dict[str, ModuleType] = {"market": market, "msmt17": msmt17}
 
 
-class ReIDDataModule(L.LightningDataModule):
+class ReIDDataModule(ImageDataModule):
     """Train on the train split, test by ranking the query split against the gallery split.
 
     `layout` names the reader of the folder at `root` (see LAYOUTS and docs/datasets.md):
@@ -74,14 +73,10 @@ class ReIDDataModule(L.LightningDataModule):
             raise InputError(f"data.synthetic generates the market layout; set data.layout=market, got {layout!r}")
         if sampler not in SAMPLERS:
             raise InputError(f"data.sampler must be one of {SAMPLERS}, got {sampler!r}")
-        if pipeline not in PIPELINES:
-            raise InputError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}")
+        check_pipeline(pipeline)
         if len(image_size) != 2 or min(image_size) < 16:
             raise InputError(f"data.image_size must be [height, width] with both >= 16, got {list(image_size)}")
-        if batch_size < 1 or eval_batch_size < 1:
-            raise InputError(
-                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}"
-            )
+        check_batch_sizes(batch_size, eval_batch_size)
         if sampler == "identity_balanced" and batch_size % num_instances:
             raise InputError(
                 f"data.batch_size={batch_size} must be a multiple of data.num_instances={num_instances} "
@@ -99,16 +94,12 @@ class ReIDDataModule(L.LightningDataModule):
         self.pipeline = pipeline
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.cache_max_memory, self.cache_on_device = cache_max_memory, cache_on_device
-        random_erasing = RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None
-        cutout = CutoutSettings.from_config(cutout) if cutout is not None else None
-        self.augmentation = BatchAugmentation(pad, flip, random_erasing, cutout)
-        self.train_transform = train_transform(self.image_size, pad, flip, random_erasing, cutout)
+        self.set_up_augmentation(self.image_size, pad, flip, random_erasing, cutout, seed)
         self.train_set: ReIDImageDataset | None = None
         self.val_set: ReIDImageDataset | None = None
         self.test_set: ReIDImageDataset | None = None
         self.cached: dict[str, torch.Tensor] = {}
         self._splits: dict[str, list[ReIDSample]] = {}
-        self.augment_generator = AugmentationGenerator(seed)
 
     def prepare_data(self) -> None:
         if self.synthetic is None:
@@ -171,8 +162,8 @@ class ReIDDataModule(L.LightningDataModule):
             return self._batches("train", self.train_set.samples, fields, order, self.batch_size, train=True)
         if self.sampler == "identity_balanced":
             sampler = IdentityBalancedSampler(labels, self.num_instances, self.seed)
-            return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
+            return self.pil_loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
+        return self.pil_loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> DataLoader | TensorBatches | list:
         if self.val_set is None:
@@ -188,7 +179,7 @@ class ReIDDataModule(L.LightningDataModule):
         self, cache_name: str, dataset: ReIDImageDataset, shard: bool = True
     ) -> DataLoader | TensorBatches:
         if self.pipeline == "pil":
-            return self._loader(dataset, self.eval_batch_size)
+            return self.pil_loader(dataset, self.eval_batch_size)
         fields = {
             **_identity_fields(dataset.samples),
             "is_query": torch.arange(len(dataset)) < dataset.num_query,
@@ -197,11 +188,6 @@ class ReIDDataModule(L.LightningDataModule):
         return self._batches(
             cache_name, dataset.samples, fields, SequentialOrder(len(dataset)), self.eval_batch_size, shard=shard
         )
-
-    def _loader(self, dataset, batch_size: int, **kwargs) -> DataLoader:
-        # Workers are not persistent: each epoch's workers are seeded from the global random
-        # state, which checkpoints carry, so a resumed run draws the same augmentations.
-        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, **kwargs)
 
     def _batches(
         self,
@@ -221,23 +207,7 @@ class ReIDDataModule(L.LightningDataModule):
         rows = torch.tensor([row_of[sample.path] for sample in samples])
         if self.cache_on_device and self.trainer is not None:
             self.cached[cache_name] = self.cached[cache_name].to(self.trainer.strategy.root_device)
-        return trainer_batches(
-            self.trainer,
-            self.cached[cache_name],
-            rows,
-            fields,
-            order,
-            batch_size,
-            augment=self.augmentation if train else None,
-            generator=self.augment_generator,
-            shard=shard,
-        )
-
-    def state_dict(self) -> dict:
-        return self.augment_generator.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.augment_generator.load_state_dict(state_dict)
+        return self.tensor_batches(self.cached[cache_name], rows, fields, order, batch_size, train, shard)
 
 
 def _identity_fields(samples: list[ReIDSample]) -> dict[str, torch.Tensor]:
