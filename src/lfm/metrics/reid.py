@@ -37,7 +37,7 @@ from lfm.metrics.samples import first_occurrence
 
 APDefinition = Literal["standard", "trapezoid"]
 
-_AP_DEFINITIONS = ("standard", "trapezoid")
+AP_DEFINITIONS = ("standard", "trapezoid")
 _JUNK_PID = -1
 # Rows per chunk are chosen so that one chunk's [rows, G] temporaries stay near this size.
 _CHUNK_ELEMENTS = 1 << 22
@@ -57,8 +57,8 @@ def _check_ids(num_query: int, num_gallery: int, ids: dict[str, torch.Tensor]) -
 def _validate_options(max_rank: int | None = None, ap: str | None = None, distance: str | None = None) -> None:
     if max_rank is not None and (isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1):
         raise ValueError(f"max_rank must be a positive int, got {max_rank!r}")
-    if ap is not None and ap not in _AP_DEFINITIONS:
-        raise ValueError(f"ap must be one of {_AP_DEFINITIONS}, got {ap!r}")
+    if ap is not None and ap not in AP_DEFINITIONS:
+        raise ValueError(f"ap must be one of {AP_DEFINITIONS}, got {ap!r}")
     if distance is not None:
         check_distance(distance)
 

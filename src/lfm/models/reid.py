@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from lfm.errors import InputError
 from lfm.metrics.distance import DISTANCES
-from lfm.metrics.reid import ReIDRankingMetric
+from lfm.metrics.reid import AP_DEFINITIONS, ReIDRankingMetric
 from lfm.metrics.rerank import RerankSettings
 from lfm.models.heads import ReIDHead
 from lfm.models.losses import batch_hard_triplet_loss, check_label_smoothing
@@ -18,7 +18,6 @@ from lfm.models.trunk import BackboneNet
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANKING_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
-AP_DEFINITIONS = ("standard", "trapezoid")
 
 
 class ReIDNet(BackboneNet):
