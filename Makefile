@@ -14,13 +14,32 @@ STUDY ?= embedded
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml
+# The exact tested set: pyproject.toml declares ranges, constraints.txt pins every package (a change re-installs)
+$(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade -c constraints.txt pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED) ## create .venv and install the package with its exact pins
+
+# A second environment from the package's version ranges (not constraints.txt): another Python and the
+# floors of the ranges (COMPAT_PINS), the newest releases of the rest, then the fast tests. PIP_CONSTRAINT=/dev/null
+# lifts a machine-wide pip constraint file (this machine caps torch at 2.14.1) for the pins named here.
+COMPAT_PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do "$$p" -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
+COMPAT_PINS ?= torch==2.4.1 torchvision==0.19.1 numpy==1.26.4 matplotlib==3.8.4
+COMPAT_VENV ?= .venv-compat
+COMPAT_TESTS ?= -m "not slow"
+.PHONY: check-compat
+check-compat: ## a second environment: Python 3.12, torch 2.4.1, numpy 1.26 + the package's ranges (not the pins), fast tests (about 3 GB download the first time)
+	@py="$(COMPAT_PYTHON)"; test -n "$$py" || { echo "check-compat: no python3.12 found; set COMPAT_PYTHON=/path/to/python" >&2; exit 2; }; \
+	start=$$(date +%s); set -x; rm -rf $(COMPAT_VENV) && "$$py" -m venv $(COMPAT_VENV) \
+	&& $(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip \
+	&& PIP_CONSTRAINT=/dev/null $(COMPAT_VENV)/bin/python -m pip install --quiet $(COMPAT_PINS) -e '.[dev]' \
+	&& $(COMPAT_VENV)/bin/python -m pip check || exit 1; set +x; installed=$$(date +%s); \
+	$(COMPAT_VENV)/bin/python -c "import platform, lightning, matplotlib, numpy, torch, torchvision; print('check-compat: Python', platform.python_version(), '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| lightning', lightning.__version__, '| numpy', numpy.__version__, '| matplotlib', matplotlib.__version__)"; \
+	$(COMPAT_VENV)/bin/python -m pytest $(COMPAT_TESTS) -q -p no:cacheprovider; status=$$?; \
+	echo "check-compat: install $$((installed - start)) s, tests $$(($$(date +%s) - installed)) s, pytest exit status $$status"; exit $$status
 
 train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (2 CPU cores: about 5 min)
 	$(PY) src/train.py experiment=lfm_resnet18_synthetic $(TRAIN_ARGS)
