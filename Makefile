@@ -31,7 +31,7 @@ COMPAT_PINS ?= torch==2.4.1 torchvision==0.19.1 numpy==1.26.4 matplotlib==3.8.4
 COMPAT_VENV ?= .venv-compat
 COMPAT_TESTS ?= -m "not slow"
 .PHONY: check-compat
-check-compat: ## a second environment: Python 3.12, torch 2.4.1, numpy 1.26 + the package's ranges (not the pins), fast tests (about 3 GB download the first time)
+check-compat: ## a second environment: Python 3.12, torch 2.4.1, numpy 1.26 + the package's ranges (not the pins), fast tests (downloads about 3 GB from PyPI; 2 CPU cores: about 17 min)
 	@py="$(COMPAT_PYTHON)"; test -n "$$py" || { echo "check-compat: no python3.12 found; set COMPAT_PYTHON=/path/to/python" >&2; exit 2; }; \
 	start=$$(date +%s); set -x; rm -rf $(COMPAT_VENV) && "$$py" -m venv $(COMPAT_VENV) \
 	&& $(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip \
