@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(INSTALLED)
 
-install: $(INSTALLED) ## create .venv and install the package with its exact pins
+install: $(INSTALLED) ## create .venv and install the package with the exact tested set (constraints.txt)
 
 # A second environment from the package's version ranges (not constraints.txt): another Python and the
 # floors of the ranges (COMPAT_PINS), the newest releases of the rest, then the fast tests. PIP_CONSTRAINT=/dev/null
@@ -41,13 +41,13 @@ check-compat: ## a second environment: Python 3.12, torch 2.4.1, numpy 1.26 + th
 	$(COMPAT_VENV)/bin/python -m pytest $(COMPAT_TESTS) -q -p no:cacheprovider; status=$$?; \
 	echo "check-compat: install $$((installed - start)) s, tests $$(($$(date +%s) - installed)) s, pytest exit status $$status"; exit $$status
 
-train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (2 CPU cores: about 5 min)
+train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic data (timing and result: README.md)
 	$(PY) src/train.py experiment=lfm_resnet18_synthetic $(TRAIN_ARGS)
 
-sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (2 CPU cores: a few minutes)
+sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (docs/sweeps.md)
 	$(PY) src/sweep.py conf/sweep/demo.yaml $(SWEEP_ARGS)
 
-study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: about 58 min on 2 CPU cores; STUDY=full: real data, GPU)
+study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: 2 CPU cores, docs/study.md; STUDY=full: real data, GPU)
 	$(PY) src/study.py $(STUDY) $(STUDY_ARGS)
 
 test: $(INSTALLED) ## lint, the test suite (fast tests; no network), then the notebooks
@@ -55,7 +55,7 @@ test: $(INSTALLED) ## lint, the test suite (fast tests; no network), then the no
 	$(PY) -m pytest -m "not slow" -q
 	$(MAKE) --no-print-directory notebooks
 
-notebooks: $(INSTALLED) ## execute every notebook on the demo outputs (made once under outputs/notebook_demo/; 2 CPU cores: 1 min, about 2 min the first time)
+notebooks: $(INSTALLED) ## execute every notebook on the demo outputs (made once under outputs/notebook_demo/; docs/notebooks.md)
 	$(PY) -m lfm.analysis.demo
 	$(PY) -m pytest --nbmake --nbmake-timeout=600 -q notebooks/
 
@@ -78,5 +78,5 @@ bench: $(INSTALLED) ## speed benchmarks (each prints a table)
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_startup.py
 
-gpu-check: $(INSTALLED) ## on a GPU machine: LFM op on CUDA, compile graph breaks, throughput table (H100: < 5 min)
+gpu-check: $(INSTALLED) ## on a GPU machine: LFM op on CUDA, compile graph breaks, throughput table (designed for < 5 min on an H100; not measured yet)
 	$(PY) benchmarks/gpu_check.py --json outputs/gpu_check.json
