@@ -2,21 +2,38 @@ import math
 import random
 
 import pytest
+from scipy import stats
 
-from lfm.study.stats import paired_difference, student_t_cdf, student_t_quantile, summarize
+from lfm.study.stats import detectable_difference, paired_difference, summarize
 
-
-@pytest.mark.parametrize(
-    ("df", "expected"), [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)]
-)
-def test_t_quantile_matches_tables(df, expected):
-    assert student_t_quantile(0.975, df) == pytest.approx(expected, abs=1e-5)
+T_975 = {1: 12.706205, 2: 4.302653, 4: 2.776445, 10: 2.228139, 30: 2.042272}  # printed t tables, 95% two-sided
 
 
-def test_t_cdf_is_symmetric_and_matches_the_cauchy_case():
-    # df = 1 is the Cauchy distribution: F(t) = 1/2 + atan(t)/pi
-    for t in (-3.0, -0.5, 0.0, 0.7, 5.0):
-        assert student_t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-7)
+@pytest.mark.parametrize(("df", "quantile"), sorted(T_975.items()))
+def test_interval_half_width_uses_the_tabled_t_quantile(df, quantile):
+    differences = [0.01 * ((seed * 7) % 5) - 0.02 for seed in range(df + 1)]
+    difference = paired_difference(dict(enumerate(differences)), dict.fromkeys(range(df + 1), 0.0))
+    half = quantile * summarize(differences).std / math.sqrt(df + 1)
+    assert (difference.high - difference.low) / 2 == pytest.approx(half, rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [3, 5, 8, 20])
+def test_detectable_difference_has_80_percent_power(n):
+    """Independent check: the power of the two-sided paired t-test at that difference, from the
+    noncentral t distribution, is 0.8."""
+    std = 0.04
+    detectable = detectable_difference(std, n)
+    critical = stats.t.ppf(0.975, n - 1)
+    noncentrality = detectable / std * math.sqrt(n)
+    power = stats.nct.sf(critical, n - 1, noncentrality) + stats.nct.cdf(-critical, n - 1, noncentrality)
+    assert power == pytest.approx(0.8, abs=1e-4)
+
+
+def test_detectable_difference_shrinks_with_more_seeds_and_comes_with_each_difference():
+    assert detectable_difference(0.04, 4) > detectable_difference(0.04, 8) > detectable_difference(0.04, 16)
+    assert math.isnan(detectable_difference(0.04, 1))
+    difference = paired_difference({0: 0.50, 1: 0.55, 2: 0.61}, {0: 0.45, 1: 0.52, 2: 0.55})
+    assert difference.detectable == pytest.approx(detectable_difference(summarize([0.05, 0.03, 0.06]).std, 3))
 
 
 def test_summarize_gives_the_sample_standard_deviation():

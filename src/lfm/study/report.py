@@ -126,6 +126,7 @@ def claim_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
                     "difference": difference.mean,
                     "low": difference.low,
                     "high": difference.high,
+                    "detectable": difference.detectable,
                     "seeds": difference.n,
                     "verdict": difference.verdict,
                 }
@@ -143,10 +144,22 @@ def plain_answer(claims: list[dict]) -> list[str]:
     }
     lines = []
     for verdict, sentence in sentences.items():
-        chosen = [f"{c['claim']} ({c['setting']})" for c in claims if c["verdict"] == verdict]
+        chosen = [
+            f"{c['claim']} ({c['setting']}{detectable_note(c) if verdict == 'not shown' else ''})"
+            for c in claims
+            if c["verdict"] == verdict
+        ]
         if chosen:
             lines.append(f"- {sentence}: " + "; ".join(chosen) + ".")
     return lines
+
+
+def detectable_note(claim: dict) -> str:
+    """', any effect is smaller than X' for a claim not shown: what the seeds could have detected."""
+    detectable = float(claim["detectable"])
+    return (
+        "" if math.isnan(detectable) else f"; a true difference of ±{detectable:.4f} would be detected 80% of the time"
+    )
 
 
 def mean_std(mean: float, std: float) -> str:
@@ -324,19 +337,22 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
         f"{finished} of {len(steps)} steps finished ({minutes:.0f} min of step time recorded). "
         f"Seeds {list(spec.seeds)}; differences are paired by seed, with a 95% t-interval over seeds. "
         "A claim *held* when the whole interval is above zero, is *contradicted* when it is below, "
-        "and is *not shown* when the interval contains zero.",
+        "and is *not shown* when the interval contains zero. *Detectable* is the smallest true "
+        "difference a two-sided paired t-test on these seeds finds 80% of the time, from the measured "
+        "spread of the per-seed differences: a claim not shown means any effect is likely smaller than that.",
         "",
     ]
     lines += ["## Verdicts", ""]
     lines += [
         markdown_table(
-            ["claim", "setting", "method − reference", "ΔmAP (95% CI)", "seeds", "verdict"],
+            ["claim", "setting", "method − reference", "ΔmAP (95% CI)", "detectable (80% power)", "seeds", "verdict"],
             [
                 [
                     c["claim"],
                     c["setting"],
                     f"{c['method']} − {c['reference']}",
                     signed_interval(Difference(c["difference"], c["low"], c["high"], c["seeds"])),
+                    "–" if math.isnan(c["detectable"]) else f"±{c['detectable']:.4f}",
                     str(c["seeds"]),
                     f"**{c['verdict']}**",
                 ]

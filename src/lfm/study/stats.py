@@ -1,38 +1,14 @@
-"""Summaries over seeds: mean +/- std and the paired difference to a reference with a 95% t-interval."""
+"""Summaries over seeds: mean +/- std, the paired difference to a reference with a t-interval
+(scipy.stats), and the smallest difference the seeds could detect (statsmodels' t-test power)."""
 
 import math
 from dataclasses import dataclass
-from functools import cache
 
+import numpy as np
+from scipy import stats
+from statsmodels.stats.power import TTestPower
 
-def student_t_cdf(t: float, df: int) -> float:
-    """P(T <= t) for Student's t with `df` degrees of freedom (Simpson's rule on the density)."""
-    if t < 0:
-        return 1.0 - student_t_cdf(-t, df)
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def density(x: float) -> float:
-        return math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
-
-    intervals = 2000
-    step = t / intervals
-    total = density(0.0) + density(t)
-    total += sum((4 if i % 2 else 2) * density(i * step) for i in range(1, intervals))
-    return 0.5 + total * step / 3
-
-
-@cache
-def student_t_quantile(q: float, df: int) -> float:
-    """The `q` quantile of Student's t with `df` degrees of freedom (bisection on the CDF)."""
-    if not 0.5 <= q < 1:
-        raise ValueError(f"q must be in [0.5, 1), got {q}")
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < q:
-        high *= 2
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if student_t_cdf(middle, df) < q else (low, middle)
-    return (low + high) / 2
+POWER = 0.8  # the power at which `Difference.detectable` is stated
 
 
 @dataclass(frozen=True)
@@ -46,19 +22,21 @@ class Summary:
 
 def summarize(values: list[float]) -> Summary:
     n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
-    return Summary(mean, std, n)
+    std = float(np.std(values, ddof=1)) if n > 1 else math.nan
+    return Summary(float(np.mean(values)), std, n)
 
 
 @dataclass(frozen=True)
 class Difference:
-    """method - reference, paired by seed: the mean difference and its 95% t-interval (nan with one pair)."""
+    """method - reference, paired by seed: the mean difference, its t-interval and the smallest
+    |difference| that a two-sided paired t-test at the same level would detect with 80% power
+    given the measured spread of the per-seed differences (nan where they cannot be computed)."""
 
     mean: float
     low: float
     high: float
     n: int
+    detectable: float = math.nan
 
     @property
     def verdict(self) -> str:
@@ -71,6 +49,15 @@ class Difference:
         return "not shown"
 
 
+def detectable_difference(std: float, n: int, confidence: float = 0.95, power: float = POWER) -> float:
+    """The smallest true mean difference a two-sided one-sample t-test on n paired differences with
+    standard deviation `std` detects with probability `power` (statsmodels solves for the effect size)."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    effect_size = TTestPower().solve_power(nobs=n, alpha=1 - confidence, power=power, alternative="two-sided")
+    return float(effect_size) * std
+
+
 def paired_difference(method: dict[int, float], reference: dict[int, float], confidence: float = 0.95) -> Difference:
     """The difference over the seeds both have, with a t-interval over the per-seed differences."""
     seeds = sorted(set(method) & set(reference))
@@ -80,5 +67,6 @@ def paired_difference(method: dict[int, float], reference: dict[int, float], con
     summary = summarize(differences)
     if summary.n < 2:
         return Difference(summary.mean, math.nan, math.nan, summary.n)
-    half_width = student_t_quantile(0.5 + confidence / 2, summary.n - 1) * summary.std / math.sqrt(summary.n)
-    return Difference(summary.mean, summary.mean - half_width, summary.mean + half_width, summary.n)
+    half_width = float(stats.t.ppf(0.5 + confidence / 2, summary.n - 1)) * summary.std / math.sqrt(summary.n)
+    detectable = detectable_difference(summary.std, summary.n, confidence)
+    return Difference(summary.mean, summary.mean - half_width, summary.mean + half_width, summary.n, detectable)
