@@ -25,7 +25,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from lfm.data.datamodule import ReIDDataModule
-from lfm.models.reid import ReIDModule, build_optimizer
+from lfm.models.optimization import build_optimizer
+from lfm.models.reid import ReIDModule
 from lfm.runs.callbacks import MaskedFractionMonitor
 from lfm.runs.randomness import RandomStateCallback
 

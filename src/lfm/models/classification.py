@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfm.metrics.classification import SampleAccuracy
-from lfm.models.backbones import use_small_input_stem  # noqa: F401 (was defined here)
 from lfm.models.losses import check_label_smoothing
 from lfm.models.optimization import build_optimizer
 from lfm.models.trunk import BackboneNet

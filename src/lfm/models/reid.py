@@ -12,7 +12,7 @@ from lfm.metrics.reid import AP_DEFINITIONS, ReIDRankingMetric
 from lfm.metrics.rerank import RerankSettings
 from lfm.models.heads import ReIDHead
 from lfm.models.losses import batch_hard_triplet_loss, check_label_smoothing
-from lfm.models.optimization import OPTIMIZERS, SCHEDULERS, build_optimizer, lr_factor  # noqa: F401 (were defined here)
+from lfm.models.optimization import build_optimizer
 from lfm.models.trunk import BackboneNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

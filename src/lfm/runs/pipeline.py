@@ -18,7 +18,8 @@ from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
 from lfm.metrics.features_file import save_features
 from lfm.models.classification import ClassificationModule
-from lfm.models.reid import RANKING_KEYS, ReIDModule, build_optimizer, check_evaluation_settings
+from lfm.models.optimization import build_optimizer
+from lfm.models.reid import RANKING_KEYS, ReIDModule, check_evaluation_settings
 from lfm.runs.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor
 from lfm.runs.outputs import (
     build_loggers,
