@@ -75,7 +75,13 @@ def test_logged_masked_fraction_matches_the_configuration(trained_run):
     assert metrics["train/lfm_masked_fraction/layer1"] == pytest.approx(expected, rel=0.5)
 
 
-@pytest.mark.parametrize("method", ["dropout2d", "dropblock", "random_erasing", "cutout"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "dropout2d",
+        *(pytest.param(method, marks=pytest.mark.slow) for method in ("dropblock", "random_erasing", "cutout")),
+    ],
+)
 def test_each_comparison_regularizer_trains_through_its_experiment(method, tmp_path, tiny_market):
     result = run_entry_point(
         "train.py",
@@ -174,7 +180,7 @@ def add_unparsable_name(root):
     ("damage", "fragments"),
     [
         (remove_query_folder, ("is missing query/",)),
-        (empty_query_folder, ("query holds no usable images",)),
+        pytest.param(empty_query_folder, ("query holds no usable images",), marks=pytest.mark.slow),
         (add_unparsable_name, ("holiday_photo.jpg", "0002_c1s1_000451_03.jpg")),
     ],
 )

@@ -187,6 +187,7 @@ def test_the_other_ranks_wait_for_rank_zeros_run_json(tmp_path):
         read_run_info(tmp_path / "missing", timeout=0.2)
 
 
+@pytest.mark.slow
 def test_under_torchrun_exactly_one_process_writes_the_runs_books(tmp_path):
     """An external launcher starts both ranks at once (no Lightning launcher): rank 0 alone writes."""
     run_dir = tmp_path / "run"

@@ -88,6 +88,7 @@ def test_explicit_checkpoint_of_another_architecture_is_refused(uninterrupted, d
     assert "model.backbone=resnet18, but this run has model.backbone=resnet34" in result.stderr
 
 
+@pytest.mark.slow
 def test_one_checkpoint_evaluates_identically_on_both_pipelines(uninterrupted, data_dir, tmp_path):
     data = [
         "data=synthetic_market",

@@ -127,8 +127,8 @@ def test_transfer_mode_is_labelled(reid_checkpoint, tmp_path):
     ("override", "fragment"),
     [
         ("attack.eps=[0,-2]", "attack.eps"),
-        ("attack.eps=[0,300]", "attack.eps"),
-        ("attack.eps=abc", "attack.eps"),
+        pytest.param("attack.eps=[0,300]", "attack.eps", marks=pytest.mark.slow),
+        pytest.param("attack.eps=abc", "attack.eps", marks=pytest.mark.slow),
         ("attack.methods=[bim]", "attack.methods"),
     ],
 )

@@ -25,7 +25,11 @@ def short_run(tiny_market, tmp_path, *overrides: str):
 
 @pytest.mark.parametrize(
     ("backbone", "stage"),
-    [("timm:resnet18d", "layer1"), ("timm:regnetx_002", "s2"), ("timm:convnext_atto", "stages.1")],
+    [
+        ("timm:resnet18d", "layer1"),
+        pytest.param("timm:regnetx_002", "s2", marks=pytest.mark.slow),
+        pytest.param("timm:convnext_atto", "stages.1", marks=pytest.mark.slow),
+    ],
 )
 def test_lfm_after_a_timm_stage_trains_tests_and_logs_what_it_masks(tiny_market, tmp_path, backbone, stage):
     result = short_run(tiny_market, tmp_path, f"model.backbone={backbone}", f"model.lfm.after={stage}")
@@ -48,7 +52,11 @@ def test_ibn_a_resnet_trains_and_tests(tiny_market, tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
-        (("model.backbone=timm:not_a_model",), ("unknown timm model 'not_a_model'", "model.backbone")),
+        pytest.param(
+            ("model.backbone=timm:not_a_model",),
+            ("unknown timm model 'not_a_model'", "model.backbone"),
+            marks=pytest.mark.slow,
+        ),
         (
             ("model.backbone=timm:resnet18d", "model.lfm.after=layer9"),
             (
@@ -56,9 +64,10 @@ def test_ibn_a_resnet_trains_and_tests(tiny_market, tmp_path):
                 "valid names: act1, layer1, layer2, layer3, layer4, conv1",
             ),
         ),
-        (
+        pytest.param(
             ("model.backbone=timm:convnext_atto", "model.lfm.after=stages.0", "model.last_stride=1"),
             ("model.last_stride=1 is not available for timm:convnext_atto",),
+            marks=pytest.mark.slow,
         ),
     ],
 )

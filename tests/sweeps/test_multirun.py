@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
 from helpers import PROJECT_ROOT, TINY_SCALE, run_entry_point
 from hydra import compose, initialize_config_dir
 
 
+@pytest.mark.slow
 def test_multirun_survives_a_failing_job_and_closes_each_wandb_run(tmp_path):
     sweep_dir = tmp_path / "multirun"
     result = run_entry_point(

@@ -221,6 +221,7 @@ def test_two_runners_on_one_storage_share_the_search_and_never_run_a_trial_twice
     assert len(read_table(tmp_path / "second" / "results.csv")) == len(finished_here)
 
 
+@pytest.mark.slow
 def test_a_killed_runners_trial_is_marked_failed_and_the_search_goes_on(tmp_path):
     sweep_file = write_sweep(tmp_path, "killed", "bayes", "  x: {distribution: uniform, min: 0.0, max: 0.3}\n")
     command = sweep_command(sweep_file, "--count", "3", "--heartbeat", "1", "--out", str(tmp_path / "out"))
