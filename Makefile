@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TRAIN_ARGS ?=
 SWEEP_ARGS ?=
-STUDY_ARGS ?=
 STUDY ?= embedded
+# the embedded study runs two 1-thread jobs at once (its numbers depend on the thread count, not on the machine's cores)
+STUDY_ARGS ?= $(if $(filter embedded,$(STUDY)),--jobs 2 --threads-per-job 1)
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-slow lint format bench gpu-check sweep study notebooks
@@ -47,7 +48,7 @@ train: $(INSTALLED) ## train + test LFM (ResNet-18) on the generated synthetic d
 sweep: $(INSTALLED) ## demo sweep offline: LFM mask ratio x depth, 2 x 2 short runs, then the results table (docs/sweeps.md)
 	$(PY) src/sweep.py conf/sweep/demo.yaml $(SWEEP_ARGS)
 
-study: $(INSTALLED) ## the comparison study + report: 7 methods x 3 seeds, in-domain, cross-domain, under attack (STUDY=embedded: 2 CPU cores, docs/study.md; STUDY=full: real data, GPU)
+study: $(INSTALLED) ## the comparison study + report: tuning, then LFM against the baseline and the other regularizers, in-domain, cross-domain, under attack (STUDY=embedded: 2 CPU cores, docs/study.md; STUDY=full: real data, GPU)
 	$(PY) src/study.py $(STUDY) $(STUDY_ARGS)
 
 test: $(INSTALLED) ## lint, the test suite (fast tests; no network), then the notebooks

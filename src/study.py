@@ -11,7 +11,7 @@ from pathlib import Path
 from lfm.jobs.options import add_executor_arguments, executor_from_arguments, exit_status
 from lfm.study.report import write_report
 from lfm.study.runner import STATE_FILE, load_state, run_study
-from lfm.study.spec import load_study, study_steps
+from lfm.study.spec import load_study, study_steps, tuning_steps
 
 
 def main() -> int:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """What the options ask for; its exit status (0, or 1 when a step failed)."""
     spec = load_study(args.study)
     if args.dry_run:
-        for step in study_steps(spec):
+        for step in [*tuning_steps(spec), *study_steps(spec)]:
             print(step.key)
         return 0
     out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()

@@ -1,5 +1,5 @@
-"""The whole study at tiny sizes (one seed, two methods), two steps at once: steps, dependencies, resume, and
-the report's numbers."""
+"""The whole study at tiny sizes (one seed, two methods, LFM tuned over two strengths), two steps at once: the
+tuning, steps, dependencies, resume, determinism, and the report's numbers."""
 
 import json
 import subprocess
@@ -27,15 +27,20 @@ def study(tmp_path_factory):
                     "baseline": ["experiment=baseline_resnet18_synthetic"],
                     "lfm_paper": ["experiment=lfm_resnet18_synthetic"],
                 },
-                "domains": [{"train": "synthetic_market", "cross": ["synthetic_duke"]}],
+                "tuning": {"seed": 5, "candidates": {"lfm_paper": [["model.lfm.p=0.25"]]}},
+                "domains": [
+                    {"train": "synthetic_market", "cross": ["synthetic_duke"], "attacked": ["baseline", "lfm_paper"]}
+                ],
                 "train_overrides": [*TINY, f"paths.data_dir={base / 'data'}"],
                 "eval_overrides": [f"paths.data_dir={base / 'data'}", "logger=csv"],
                 "cross_overrides": [f"data.synthetic.scale={TINY_SCALE}", "data.num_workers=0"],
                 "attack_overrides": [
                     "attack=literature",
-                    "attack.methods=[fgsm]",
+                    "attack.methods=[noise,fgsm,pgd]",
                     "attack.losses=[sma]",
                     "attack.eps=[2,8]",
+                    "attack.eps_by_method={pgd:[8]}",
+                    "attack.steps=2",
                 ],
                 "claims": [
                     {

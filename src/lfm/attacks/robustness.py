@@ -39,6 +39,7 @@ class AttackSettings:
     name: str
     eps: tuple[float, ...]
     methods: tuple[str, ...]
+    eps_by_method: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (method, its eps) replacing `eps` for it
     losses: tuple[str, ...] | None = None
     alpha: float | None = 1.0
     steps: int | None = None
@@ -66,22 +67,32 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def parse_attack_settings(settings: Mapping) -> AttackSettings:
-    """AttackSettings from the `attack` config, with an InputError naming any bad key."""
-    eps = settings.get("eps")
+def _eps_list(key: str, eps) -> tuple[float, ...]:
     if (
         isinstance(eps, str | bytes)
         or not hasattr(eps, "__iter__")
         or not all(_is_number(e) and 0 <= e <= 255 for e in eps)
     ):
         raise InputError(
-            f"attack.eps must be a list of numbers in [0, 255] (units of 1/255 of the pixel range), "
-            f"e.g. attack.eps=[0,2,4,8,16]; got {eps!r}"
+            f"{key} must be a list of numbers in [0, 255] (units of 1/255 of the pixel range), "
+            f"e.g. {key}=[0,2,4,8,16]; got {eps!r}"
         )
+    return tuple(sorted({float(e) for e in eps}))
+
+
+def parse_attack_settings(settings: Mapping) -> AttackSettings:
+    """AttackSettings from the `attack` config, with an InputError naming any bad key."""
+    eps = _eps_list("attack.eps", settings.get("eps"))
     methods = tuple(settings.get("methods") or ())
     unknown = [method for method in methods if method not in METHODS]
     if unknown:
         raise InputError(f"attack.methods: unknown {unknown}; choose from {list(METHODS)}")
+    eps_by_method = settings.get("eps_by_method") or {}
+    if not isinstance(eps_by_method, Mapping) or not set(eps_by_method) <= set(methods):
+        raise InputError(
+            f"attack.eps_by_method must map methods of attack.methods={list(methods)} to their eps lists, "
+            f"e.g. attack.eps_by_method={{pgd:[8]}}; got {eps_by_method!r}"
+        )
     alpha, steps = settings.get("alpha", 1.0), settings.get("steps")
     if alpha is not None and not (_is_number(alpha) and alpha > 0):
         raise InputError(f"attack.alpha (step size in 1/255) must be a number > 0 or null, got {alpha!r}")
@@ -100,8 +111,12 @@ def parse_attack_settings(settings: Mapping) -> AttackSettings:
         )
     return AttackSettings(
         name=str(settings.get("name", "custom")),
-        eps=tuple(sorted({float(e) for e in eps})),
+        eps=eps,
         methods=methods,
+        eps_by_method=tuple(
+            (str(method), _eps_list(f"attack.eps_by_method.{method}", values))
+            for method, values in eps_by_method.items()
+        ),
         losses=tuple(losses) if losses else None,
         alpha=alpha,
         steps=steps,
@@ -168,11 +183,13 @@ def attack_images(
 
 
 def attack_grid(settings: AttackSettings, losses: tuple[str, ...]) -> list[tuple[str, str, float]]:
-    """(method, loss, eps) for every attack to run; the noise control once per eps."""
+    """(method, loss, eps) for every attack to run (a method's eps from attack.eps_by_method where named);
+    the noise control once per eps."""
+    eps_of = dict(settings.eps_by_method)
     grid = []
     for method in settings.methods:
         for loss in ("none",) if method == "noise" else losses:
-            grid += [(method, loss, eps) for eps in settings.eps]
+            grid += [(method, loss, eps) for eps in eps_of.get(method, settings.eps)]
     return grid
 
 

@@ -8,20 +8,29 @@ import csv
 import json
 import math
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from lfm.study.spec import ATTACK, TRAIN, StudySpec, study_steps
-from lfm.study.stats import Difference, paired_difference, summarize
+from lfm.study.spec import ATTACK, TRAIN, TUNED, StudySpec, study_steps, tuning_steps
+from lfm.study.stats import Difference, paired_difference, seeds_needed, summarize
+from lfm.study.tuning import SCORE, Choice, choose_strengths, same_as_paper
 
 METRICS = ("mAP", "rank1")
 ALL_ATTACKS = "mean over attacks"  # the robustness setting the claims use: mAP averaged over every attack and eps
+CONTROL = "noise"  # the random-noise control: reported beside the attacks, not averaged with them
+PRECISION = 0.03  # the half-width of the 95% interval each claim aims for (mAP)
 
 
 def attack_label(row: dict) -> str:
     return f"{row['method']}/{row['loss']} eps{row['eps']:g}"
+
+
+def comparison_steps(spec: StudySpec, runs_dir: Path):
+    """The comparison's steps, given the strengths the tuning chose so far."""
+    return study_steps(spec, same_as_paper(choose_strengths(spec, runs_dir)))
 
 
 def collect_results(spec: StudySpec, runs_dir: Path) -> list[dict]:
@@ -41,13 +50,13 @@ def collect_results(spec: StudySpec, runs_dir: Path) -> list[dict]:
                 }
             )
 
-    for step in study_steps(spec):
+    for step in comparison_steps(spec, runs_dir):
         run_dir = runs_dir / step.key
         if not (run_dir / "metrics.json").is_file():
             continue
         if step.kind == ATTACK:
             table = json.loads((run_dir / "robustness.json").read_text())["rows"]
-            attacked = [row for row in table if row["method"] != "clean" and row["eps"] > 0]
+            attacked = [row for row in table if row["method"] not in ("clean", CONTROL) and row["eps"] > 0]
             for row in attacked:
                 add("robustness", f"{step.domain}: {attack_label(row)}", step, row)
             add(
@@ -98,11 +107,15 @@ def summary_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
     return summary
 
 
-def claim_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
-    """Each claim's verdict on mAP, for every setting of its question (robustness: the mean over attacks)."""
+def claim_rows(spec: StudySpec, rows: list[dict], same: frozenset[str] = frozenset()) -> list[dict]:
+    """Each claim's verdict on mAP, for every setting of its question (robustness: the mean over attacks).
+    A tuned method in `same` (its own strength won the tuning) is read from the method's runs."""
     values = by_seed(rows)
     verdicts = []
     for claim in spec.claims:
+        method, reference = (
+            name.removesuffix(TUNED) if name in same else name for name in (claim.method, claim.reference)
+        )
         settings = sorted(
             {
                 setting
@@ -112,26 +125,36 @@ def claim_rows(spec: StudySpec, rows: list[dict]) -> list[dict]:
         )
         for setting in settings:
             difference = paired_difference(
-                values.get((claim.question, setting, claim.method, "mAP"), {}),
-                values.get((claim.question, setting, claim.reference, "mAP"), {}),
+                values.get((claim.question, setting, method, "mAP"), {}),
+                values.get((claim.question, setting, reference, "mAP"), {}),
             )
+            if not trained_on(spec, setting, {method, reference}):
+                continue
             verdicts.append(
                 {
                     "claim": claim.text,
                     "question": claim.question,
                     "setting": setting,
-                    "method": claim.method,
-                    "reference": claim.reference,
+                    "method": method,
+                    "reference": reference,
                     "metric": "mAP",
                     "difference": difference.mean,
                     "low": difference.low,
                     "high": difference.high,
+                    "half_width": difference.half_width,
                     "detectable": difference.detectable,
                     "seeds": difference.n,
+                    "seeds_for_precision": seeds_needed(difference, PRECISION),
                     "verdict": difference.verdict,
                 }
             )
     return verdicts
+
+
+def trained_on(spec: StudySpec, setting: str, methods: set[str]) -> bool:
+    """Whether the study trains (and, for a robustness setting, attacks) all `methods` on the setting's domain."""
+    domain = next(d for d in spec.domains if setting.split(" ")[0].rstrip(":") == d.train)
+    return methods <= set(domain.attacked if setting.endswith(ALL_ATTACKS) else domain.methods)
 
 
 def plain_answer(claims: list[dict]) -> list[str]:
@@ -238,7 +261,7 @@ def plot_attack_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
     curves: dict[tuple, dict[str, dict[float, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    for step in study_steps(spec):
+    for step in comparison_steps(spec, runs_dir):
         result = runs_dir / step.key / "robustness.json"
         if step.kind != ATTACK or not (runs_dir / step.key / "metrics.json").is_file():
             continue
@@ -279,6 +302,144 @@ def plot_attack_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
     return True
 
 
+def tuning_lines(spec: StudySpec, choices: dict[str, Choice]) -> list[str]:
+    """The tuning table (each candidate's validation mAP) and which strength each method takes."""
+    if not choices:
+        return []
+    lines = [
+        f"## Tuning (validation identities of {spec.domains[0].train}, seed {spec.tuning.seed})",
+        "",
+        "Each tuned method trains once per candidate strength with the same budget "
+        f"(`{' '.join(spec.tuning.train_overrides)}`) and is scored by its best validation mAP; the test split "
+        f"is never used. The winner is the method `<method>{TUNED}` below; when the method's own (paper) strength "
+        "wins, the tuned comparison is the paper comparison.",
+        "",
+    ]
+    table = []
+    for method, choice in choices.items():
+        for index, (overrides, score) in enumerate(zip(choice.candidates, choice.scores)):
+            strength = " ".join(overrides) if index else "own (paper) strength"
+            won = "**chosen**" if choice.complete and index == choice.winner else ""
+            table.append(
+                [method, f"`{strength}`" if index else strength, "–" if score is None else f"{score:.4f}", won]
+            )
+    lines += [markdown_table(["method", "strength", SCORE, ""], table), ""]
+    for method, choice in choices.items():
+        if not choice.complete:
+            lines.append(f"- {method}: tuning not finished.")
+        elif choice.winner == 0:
+            lines.append(f"- {method}: its own (paper) strength won; `{method}{TUNED}` is the same runs as `{method}`.")
+        else:
+            lines.append(f"- {method}: `{' '.join(choice.overrides)}` won; `{method}{TUNED}` trains with it.")
+    return [*lines, ""]
+
+
+def read_curve(csv_path: Path, column: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of one logged column of a run's csv/metrics.csv (the mean per epoch)."""
+    per_epoch: dict[int, list[float]] = defaultdict(list)
+    with csv_path.open() as handle:
+        for row in csv.DictReader(handle):
+            if row.get(column) and row.get("epoch"):
+                per_epoch[int(row["epoch"])].append(float(row[column]))
+    epochs = sorted(per_epoch)
+    return epochs, [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs]
+
+
+def plot_learning_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
+    """Validation mAP and training loss per epoch of one seed (the first) per method and domain."""
+    columns = ("val/mAP", "train/loss")
+    figure = Figure(figsize=(5 * len(columns), 3.4 * len(spec.domains)))
+    axes = figure.subplots(len(spec.domains), len(columns), squeeze=False)
+    drawn = False
+    for axes_row, domain in zip(axes, spec.domains):
+        for index, method in enumerate(domain.methods):
+            seed = spec.method_seeds[method][0]
+            csv_path = runs_dir / domain.train / method / f"seed{seed}" / TRAIN / "csv" / "metrics.csv"
+            if not csv_path.is_file():
+                continue
+            for axis, column in zip(axes_row, columns):
+                epochs, values = read_curve(csv_path, column)
+                colour = "0.4" if method == spec.baseline else f"C{index}"
+                axis.plot(epochs, values, marker=".", label=method, color=colour)
+                axis.set_title(f"{domain.train}: {column} (seed {seed})", fontsize=9)
+                axis.set_xlabel("epoch")
+                axis.grid(alpha=0.3)
+                drawn = True
+        if axes_row[0].lines:
+            axes_row[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return drawn
+
+
+def attack_sanity(spec: StudySpec, runs_dir: Path) -> list[str]:
+    """Per domain: how many attacked mAPs fall below their run's clean mAP, and what the noise control costs."""
+    lines = []
+    for domain in spec.domains:
+        below, total, drops = 0, 0, defaultdict(lambda: defaultdict(list))
+        for step in comparison_steps(spec, runs_dir):
+            path = runs_dir / step.key / "robustness.json"
+            if (
+                step.kind != ATTACK
+                or step.domain != domain.train
+                or not (runs_dir / step.key / "metrics.json").is_file()
+            ):
+                continue
+            table = json.loads(path.read_text())["rows"]
+            clean = next(row["mAP"] for row in table if row["method"] == "clean")
+            for row in table:
+                if row["method"] == "clean" or row["eps"] == 0:
+                    continue
+                kind = CONTROL if row["method"] == CONTROL else "attacks"
+                drops[kind][row["eps"]].append(clean - row["mAP"])
+                if kind == "attacks":
+                    total += 1
+                    below += row["mAP"] < clean
+        if not total:
+            continue
+        eps = max(drops["attacks"])
+        noise = drops[CONTROL].get(eps)
+        attacked = sum(drops["attacks"][eps]) / len(drops["attacks"][eps])
+        control = (
+            f"; the noise control at eps {eps:g} lowers mAP by {sum(noise) / len(noise):.4f} on average"
+            if noise
+            else ""
+        )
+        lines.append(
+            f"- {domain.train}: {below} of {total} attacked mAPs are below their run's clean mAP"
+            f"{control}, the attacks at eps {eps:g} by {attacked:.4f}."
+        )
+    return lines
+
+
+def precision_lines(claims: list[dict]) -> list[str]:
+    """The claims whose interval is wider than the target, and how many seeds would reach it."""
+    wide = [c for c in claims if not c["half_width"] <= PRECISION]
+    if not claims:
+        return []
+    if not wide:
+        return [f"Every claim's 95% interval is within ±{PRECISION} mAP.", ""]
+    lines = [f"Claims whose 95% interval is wider than ±{PRECISION} mAP, and what would narrow it:", ""]
+    for c in wide:
+        needed = c["seeds_for_precision"]
+        what = (
+            "more seeds cannot be estimated from one seed"
+            if math.isnan(needed)
+            else f"about {needed:.0f} seeds at the measured spread"
+        )
+        lines.append(f"- {c['claim']} ({c['setting']}): ±{c['half_width']:.4f} with {c['seeds']} seeds; {what}.")
+    return [*lines, ""]
+
+
+def wall_minutes(records: list[dict]) -> float:
+    """Minutes from the first step's start to the last step's end (nan when none ran)."""
+    times = [(r["started"], r["ended"]) for r in records if r.get("started") and r.get("ended")]
+    if not times:
+        return math.nan
+    start, end = min(t[0] for t in times), max(t[1] for t in times)
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
@@ -290,7 +451,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def recipe_lines(spec: StudySpec, runs_dir: Path) -> list[str]:
     """What the models were: the baseline's resolved training config (first finished seed)."""
-    for step in study_steps(spec):
+    for step in comparison_steps(spec, runs_dir):
         config_path = runs_dir / step.key / "config.yaml"
         if step.kind == TRAIN and step.method == spec.baseline and config_path.is_file():
             config = OmegaConf.load(config_path)
@@ -305,7 +466,7 @@ def recipe_lines(spec: StudySpec, runs_dir: Path) -> list[str]:
 
 
 def provenance(spec: StudySpec, runs_dir: Path) -> dict:
-    for step in study_steps(spec):
+    for step in comparison_steps(spec, runs_dir):
         info_path = runs_dir / step.key / "run.json"
         if info_path.is_file():
             return json.loads(info_path.read_text())
@@ -315,15 +476,16 @@ def provenance(spec: StudySpec, runs_dir: Path) -> dict:
 def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     """Write report.md, the CSV tables and the figures from every finished step; return report.md's path."""
     runs_dir = out_dir / "runs"
+    choices = choose_strengths(spec, runs_dir)
     rows = collect_results(spec, runs_dir)
     summary = summary_rows(spec, rows)
-    claims = claim_rows(spec, rows)
+    claims = claim_rows(spec, rows, same_as_paper(choices))
     write_csv(out_dir / "tables" / "runs.csv", rows)
     write_csv(out_dir / "tables" / "summary.csv", summary)
     write_csv(out_dir / "tables" / "claims.csv", claims)
     figures = out_dir / "figures"
     figures.mkdir(exist_ok=True)
-    steps = study_steps(spec)
+    steps = [*tuning_steps(spec), *comparison_steps(spec, runs_dir)]
     records = [state["steps"].get(step.key, {}) for step in steps]
     finished = sum(
         record.get("status") == "finished" or (runs_dir / step.key / "metrics.json").is_file()
@@ -334,8 +496,10 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     if spec.description:
         lines += [spec.description.strip(), ""]
     lines += [
-        f"{finished} of {len(steps)} steps finished ({minutes:.0f} min of step time recorded). "
-        f"Seeds {list(spec.seeds)}; differences are paired by seed, with a 95% t-interval over seeds. "
+        f"{finished} of {len(steps)} steps finished in {wall_minutes(records):.0f} min "
+        f"({minutes:.0f} min of step time recorded). "
+        f"Seeds {list(spec.seeds)} (per method: see Setup); differences are paired by seed, with a 95% t-interval "
+        "over seeds. "
         "A claim *held* when the whole interval is above zero, is *contradicted* when it is below, "
         "and is *not shown* when the interval contains zero. *Detectable* is the smallest true "
         "difference a two-sided paired t-test on these seeds finds 80% of the time, from the measured "
@@ -345,13 +509,23 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     lines += ["## Verdicts", ""]
     lines += [
         markdown_table(
-            ["claim", "setting", "method − reference", "ΔmAP (95% CI)", "detectable (80% power)", "seeds", "verdict"],
+            [
+                "claim",
+                "setting",
+                "method − reference",
+                "ΔmAP (95% CI)",
+                f"CI half-width (target ±{PRECISION})",
+                "detectable (80% power)",
+                "seeds",
+                "verdict",
+            ],
             [
                 [
                     c["claim"],
                     c["setting"],
                     f"{c['method']} − {c['reference']}",
                     signed_interval(Difference(c["difference"], c["low"], c["high"], c["seeds"])),
+                    "–" if math.isnan(c["half_width"]) else f"±{c['half_width']:.4f}",
                     "–" if math.isnan(c["detectable"]) else f"±{c['detectable']:.4f}",
                     str(c["seeds"]),
                     f"**{c['verdict']}**",
@@ -361,7 +535,17 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
         ),
         "",
     ]
-    lines += [*plain_answer(claims), ""]
+    lines += [*plain_answer(claims), "", *precision_lines(claims)]
+    lines += tuning_lines(spec, choices)
+    if plot_learning_curves(spec, runs_dir, figures / "learning_curves.png"):
+        lines += [
+            "## Learning curves (one seed per method)",
+            "",
+            "Validation mAP and training loss per epoch; the best validation checkpoint is the one tested.",
+            "",
+            "![learning curves](figures/learning_curves.png)",
+            "",
+        ]
     sections = [
         ("in_domain", "In-domain re-ID (test split of the training dataset)"),
         ("cross_domain", "Cross-domain re-ID (trained on one dataset, tested on another)"),
@@ -374,12 +558,20 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
             plot_bars(spec, summary, question, figures / f"{question}.png")
             lines += [f"![{question}](figures/{question}.png)", ""]
     lines += ["## Under white-box attack (attacked queries, clean gallery; eps in 1/255)", ""]
+    sanity = attack_sanity(spec, runs_dir)
+    if sanity:
+        lines += ["Sanity check (clean against attacked):", "", *sanity, ""]
     for setting in settings_of(summary, "robustness"):
         lines += [f"### {setting}", "", comparison_table(spec, summary, "robustness", setting), ""]
     if plot_attack_curves(spec, runs_dir, figures / "robustness.png"):
         lines += ["![robustness](figures/robustness.png)", ""]
     lines += ["## Setup", "", *recipe_lines(spec, runs_dir)]
-    lines += [f"- `{method}`: `{' '.join(overrides)}`" for method, overrides in spec.methods.items()]
+    for method in spec.methods:
+        tuned = choices.get(method.removesuffix(TUNED)) if method.endswith(TUNED) else None
+        overrides = [*spec.methods[method], *(tuned.overrides if tuned and tuned.complete else ())]
+        seeds = list(spec.method_seeds[method])
+        pending = " + the strength its tuning chooses" if tuned and not tuned.complete else ""
+        lines.append(f"- `{method}` (seeds {seeds}): `{' '.join(overrides)}`{pending}")
     lines += [
         f"- Every training run: `{' '.join(spec.train_overrides)}`" if spec.train_overrides else "",
         f"- Attack evaluation: `{' '.join(spec.attack_overrides)}`" if spec.attack_overrides else "",

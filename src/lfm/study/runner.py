@@ -1,8 +1,10 @@
 """Run a study's steps as separate processes, resumably, then write its report.
 
+First the tuning runs (when the study tunes strengths), then the comparison with the chosen strengths.
 Layout of a study's output directory (default outputs/study/<name>/):
     study_state.json                one record per step: status, exit code, error, seconds, start and end time,
                                     where it ran (host, executor, GPU or threads, SLURM job id), command
+    runs/tune/<method>/candidate<i>                                     each tuning run
     runs/<domain>/<method>/seed<s>/train, cross_<dataset>, attack     each step's run directory
     attempts/...                    unfinished evaluation attempts, moved aside before a rerun
     report.md, tables/*.csv, figures/*.png                             the report (lfm.study.report)
@@ -30,10 +32,11 @@ from lfm.jobs.steps import BLOCKED, FINISHED, RESULT_FILE, Outcome, Task, in_ord
 from lfm.project import PROJECT_ROOT
 from lfm.runs.outputs import unfinished_run_checkpoint, write_json
 from lfm.study.report import write_report
-from lfm.study.spec import CROSS, TRAIN, Step, StudySpec, load_study, study_steps
+from lfm.study.spec import CROSS, TRAIN, TUNE, TUNED, Step, StudySpec, load_study, study_steps, tuning_steps
+from lfm.study.tuning import SCORE, Choice, choose_strengths, same_as_paper, untuned
 
 STATE_FILE = "study_state.json"
-SCRIPTS = {TRAIN: "src/train.py", CROSS: "src/eval.py", "attack": "src/eval.py"}
+SCRIPTS = {TUNE: "src/train.py", TRAIN: "src/train.py", CROSS: "src/eval.py", "attack": "src/eval.py"}
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,29 @@ def best_checkpoint(train_dir: Path) -> Path:
     return Path(recorded) if recorded else train_dir / "checkpoints" / "last.ckpt"
 
 
-def step_command(spec: StudySpec, step: Step, runs_dir: Path, interpreter: str) -> list[str]:
+def method_overrides(spec: StudySpec, method: str, choices: dict[str, Choice]) -> list[str]:
+    """A method's src/train.py overrides; a tuned method's include the strength its tuning chose."""
+    tuned = method.removesuffix(TUNED) if method.endswith(TUNED) else None
+    return [*spec.methods[method], *(choices[tuned].overrides if tuned else ())]
+
+
+def step_command(
+    spec: StudySpec, step: Step, runs_dir: Path, interpreter: str, choices: dict[str, Choice] | None = None
+) -> list[str]:
     """The step's command line: its script, the study's overrides for it, and its run directory."""
     run_dir = runs_dir / step.key
     command = [interpreter, str(PROJECT_ROOT / SCRIPTS[step.kind])]
-    if step.kind == TRAIN:
-        command += [*spec.methods[step.method], f"data={step.domain}", *spec.train_overrides]
+    if step.kind == TUNE:
+        command += [
+            *spec.methods[step.method],
+            *spec.candidates(step.method)[step.candidate],
+            f"data={step.domain}",
+            *spec.train_overrides,
+            *spec.tuning.train_overrides,
+            "test=false",  # a tuning run is scored on the validation identities only
+        ]
+    elif step.kind == TRAIN:
+        command += [*method_overrides(spec, step.method, choices or {}), f"data={step.domain}", *spec.train_overrides]
     else:
         train_dir = runs_dir / step.train_key
         command += [f"ckpt_path={best_checkpoint(train_dir)}", *spec.eval_overrides]
@@ -81,7 +101,7 @@ def load_state(path: Path, spec: StudySpec) -> dict:
 
 def prepare_run_dir(step: Step, run_dir: Path, attempts_dir: Path) -> str:
     """Make way for the step: resume an unfinished training run in place, set aside anything else."""
-    if step.kind == TRAIN and unfinished_run_checkpoint(run_dir) is not None:
+    if step.kind in (TRAIN, TUNE) and unfinished_run_checkpoint(run_dir) is not None:
         return "resuming from checkpoints/last.ckpt"
     if run_dir.exists():
         set_aside(run_dir, attempts_dir / Path(step.key).parent)
@@ -92,17 +112,24 @@ def prepare_run_dir(step: Step, run_dir: Path, attempts_dir: Path) -> str:
 def headline(run_dir: Path) -> str:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     parts = [f"{key}={metrics[f'test/{key}']:.4f}" for key in ("mAP", "rank1") if f"test/{key}" in metrics]
-    return " ".join(parts)
+    return " ".join(parts) or (f"{SCORE}={metrics[SCORE]:.4f}" if SCORE in metrics else "")
 
 
 def start_step(
-    spec: StudySpec, step: Step, runs_dir: Path, attempts_dir: Path, label: str, interpreter: str, console: Console
+    spec: StudySpec,
+    step: Step,
+    runs_dir: Path,
+    attempts_dir: Path,
+    label: str,
+    interpreter: str,
+    console: Console,
+    choices: dict[str, Choice],
 ) -> list[str]:
     """Make way for the step and say where it runs; its command (an evaluation's reads its training run)."""
     run_dir = runs_dir / step.key
     note = prepare_run_dir(step, run_dir, attempts_dir)
     console.print(f"{label}: running in {run_dir}" + (f" ({note})" if note else ""))
-    return step_command(spec, step, runs_dir, interpreter)
+    return step_command(spec, step, runs_dir, interpreter, choices)
 
 
 def run_study(
@@ -112,40 +139,23 @@ def run_study(
     interpreter: str = sys.executable,
     console: Console | None = None,
 ) -> StudyResult:
-    """Run every step not finished yet through `executor` (default: one at a time on this machine), then write
-    the report from all finished steps."""
+    """Run every step not finished yet through `executor` (default: one at a time on this machine): the tuning
+    runs, then the comparison with the strengths they chose; then write the report from all finished steps."""
     console = console or Console(highlight=False, soft_wrap=True)
     spec = load_study(name_or_path)
-    steps = study_steps(spec)
     out_dir = Path(out_dir or Path("outputs") / "study" / spec.name).resolve()
     state_path = out_dir / STATE_FILE
     state = load_state(state_path, spec)
     executor = executor or LocalExecutor(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_dir = out_dir / "runs"
+    tuning = tuning_steps(spec)
+    planned = len(tuning) + len(study_steps(spec))
     console.print(
-        f"Study {spec.name}: {len(spec.methods)} methods x {len(spec.seeds)} seeds, {len(steps)} steps, "
+        f"Study {spec.name}: {len(spec.methods)} methods, up to {planned} steps ({len(tuning)} tuning runs), "
         f"{executor.jobs} at once -> {out_dir}"
     )
-    done = {step.key for step in steps if (runs_dir / step.key / RESULT_FILE).is_file()}
-    labels, tasks, order = {}, [], [step.key for step in steps]
-    for index, step in enumerate(steps, start=1):
-        labels[step.key] = label = escape(
-            f"[{index}/{len(steps)}] {step.kind} {step.method} seed {step.seed}"
-            + (f" on {step.target}" if step.kind == CROSS else "")
-        )
-        if step.key in done:
-            console.print(f"{label}: finished earlier, skipped")
-            continue
-        tasks.append(
-            Task(
-                step.key,
-                step.kind,
-                runs_dir / step.key,
-                partial(start_step, spec, step, runs_dir, out_dir / "attempts", label, interpreter, console),
-                needs=None if step.kind == TRAIN else step.train_key,
-            )
-        )
+    order: list[str] = []
 
     def record(key: str, entry: dict) -> None:
         """One step's entry (the steps in study order); the file rewritten atomically."""
@@ -153,17 +163,61 @@ def run_study(
         state["steps"] = in_order(state["steps"], order)
         write_json(state_path, state)
 
-    def on_end(outcome: Outcome, progress: str) -> None:
-        record(outcome.task.key, outcome.record())
-        entry, run_dir = state["steps"][outcome.task.key], outcome.task.run_dir
-        numbers = f": {headline(run_dir)}" if outcome.finished else ""
-        console.print(end_line(labels[outcome.task.key], entry, run_dir, numbers, progress))
+    def run_phase(steps: list[Step], first: int, total: int, choices: dict[str, Choice], blocked: dict) -> None:
+        """Run the unfinished `steps` (numbered from `first` of `total`); `blocked`: key -> why it cannot run."""
+        order.extend(step.key for step in steps)
+        done = {step.key for step in steps if (runs_dir / step.key / RESULT_FILE).is_file()}
+        labels, tasks = {}, []
+        for index, step in enumerate(steps, start=first):
+            labels[step.key] = label = escape(
+                f"[{index}/{total}] {step.kind} {step.method}"
+                + (f" candidate {step.candidate}" if step.kind == TUNE else f" seed {step.seed}")
+                + (f" on {step.target}" if step.kind == CROSS else "")
+            )
+            if step.key in done:
+                console.print(f"{label}: finished earlier, skipped")
+            elif step.key in blocked:
+                record(step.key, {"status": BLOCKED, "error": blocked[step.key]})
+                console.print(f"{label}: [yellow]skipped[/yellow], {blocked[step.key]}")
+            else:
+                start = partial(
+                    start_step, spec, step, runs_dir, out_dir / "attempts", label, interpreter, console, choices
+                )
+                needs = step.train_key if step.kind in (CROSS, "attack") else None
+                tasks.append(Task(step.key, step.kind, runs_dir / step.key, start, needs=needs))
 
-    def on_blocked(task: Task, progress: str) -> None:
-        record(task.key, {"status": BLOCKED, "error": f"training step {task.needs} did not finish"})
-        console.print(f"{labels[task.key]}: [yellow]skipped[/yellow], its training run did not finish | {progress}")
+        def on_end(outcome: Outcome, progress: str) -> None:
+            record(outcome.task.key, outcome.record())
+            entry, run_dir = state["steps"][outcome.task.key], outcome.task.run_dir
+            numbers = f": {headline(run_dir)}" if outcome.finished else ""
+            console.print(end_line(labels[outcome.task.key], entry, run_dir, numbers, progress))
 
-    run_tasks(tasks, executor, done, on_end, on_blocked)
+        def on_blocked(task: Task, progress: str) -> None:
+            record(task.key, {"status": BLOCKED, "error": f"training step {task.needs} did not finish"})
+            console.print(f"{labels[task.key]}: [yellow]skipped[/yellow], its training run did not finish | {progress}")
+
+        run_tasks(tasks, executor, done, on_end, on_blocked)
+
+    choices = choose_strengths(spec, runs_dir)
+    steps = study_steps(spec, same_as_paper(choices))
+    total = len(tuning) + len(steps)
+    if tuning:
+        run_phase(tuning, 1, total, choices, {})
+        choices = choose_strengths(spec, runs_dir)
+        for method, choice in choices.items():
+            if choice.complete:
+                console.print(
+                    f"Tuning {method}: candidate {choice.winner} won ({' '.join(choice.overrides) or 'its own strength'})"
+                )
+        steps = study_steps(spec, same_as_paper(choices))
+        total = len(tuning) + len(steps)
+    not_tuned = untuned(choices)
+    blocked = {
+        step.key: f"the tuning of {step.method.removesuffix(TUNED)} did not finish"
+        for step in steps
+        if step.method in not_tuned
+    }
+    run_phase(steps, len(tuning) + 1, total, choices, blocked)
     write_json(state_path, state)
     report_path = write_report(spec, out_dir, state)
     console.print(f"Report: {report_path}")

@@ -39,6 +39,11 @@ class Difference:
     detectable: float = math.nan
 
     @property
+    def half_width(self) -> float:
+        """The interval's half-width (nan without an interval)."""
+        return (self.high - self.low) / 2
+
+    @property
     def verdict(self) -> str:
         if self.n < 2:
             return "untested (one seed)"
@@ -70,3 +75,16 @@ def paired_difference(method: dict[int, float], reference: dict[int, float], con
     half_width = float(stats.t.ppf(0.5 + confidence / 2, summary.n - 1)) * summary.std / math.sqrt(summary.n)
     detectable = detectable_difference(summary.std, summary.n, confidence)
     return Difference(summary.mean, summary.mean - half_width, summary.mean + half_width, summary.n, detectable)
+
+
+def seeds_needed(difference: Difference, half_width: float, confidence: float = 0.95, most: int = 1000) -> float:
+    """How many seeds the interval of `difference` needs to be at most +-`half_width`, if the per-seed
+    differences keep the spread measured now (nan without a measured spread; inf beyond `most`)."""
+    if difference.n < 2 or math.isnan(difference.half_width):
+        return math.nan
+    t_now = float(stats.t.ppf(0.5 + confidence / 2, difference.n - 1))
+    std = difference.half_width * math.sqrt(difference.n) / t_now
+    for n in range(2, most + 1):
+        if float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n) <= half_width:
+            return float(n)
+    return math.inf
