@@ -7,7 +7,8 @@ TRAIN_ARGS ?=
 SWEEP_ARGS ?=
 STUDY ?= embedded
 # the embedded study runs two 1-thread jobs at once (its numbers depend on the thread count, not on the machine's cores)
-STUDY_ARGS ?= $(if $(filter embedded,$(STUDY)),--jobs 2 --threads-per-job 1)
+STUDY_ARGS_embedded := --jobs 2 --threads-per-job 1
+STUDY_ARGS ?= $(STUDY_ARGS_$(STUDY))
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-slow lint format bench gpu-check sweep study notebooks

@@ -624,8 +624,10 @@ class Makefile:
         def replace(match: re.Match) -> str:
             return self.expand(merged.get(match.group(1), ""), values, depth + 1)
 
-        text = re.sub(r"\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]", replace, text)
-        return text.replace("$$", "$")
+        expanded = re.sub(r"\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]", replace, text)
+        if expanded != text and re.search(r"\$[({]", expanded):  # a computed name such as $(ARGS_$(NAME))
+            return self.expand(expanded, values, depth + 1)
+        return expanded.replace("$$", "$")
 
 
 # ----------------------------------------------------------------------------------------------

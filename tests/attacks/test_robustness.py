@@ -3,11 +3,12 @@ it trustworthy (eps = 0 is clean, metrics fall with eps, iterative >= one-step, 
 
 import csv
 import json
+import re
 
 import pytest
 from helpers import TINY_SCALE, run_entry_point
 
-from lfm.attacks.robustness import literature_steps, parse_attack_settings
+from lfm.attacks.robustness import attack_grid, literature_steps, parse_attack_settings
 from lfm.errors import InputError
 
 TINY_REID = (
@@ -159,3 +160,25 @@ def test_losses_must_fit_the_task():
 
 def test_literature_iteration_count():
     assert [literature_steps(eps) for eps in (1, 2, 4, 5, 8, 16)] == [1, 2, 5, 6, 10, 20]
+
+
+def test_eps_by_method_gives_a_method_its_own_radii():
+    settings = parse_attack_settings(
+        {"eps": [2, 4, 8], "methods": ["noise", "ifgsm", "pgd"], "eps_by_method": {"pgd": [8]}}
+    )
+    grid = attack_grid(settings, ("sma", "odfa"))
+    assert [(method, loss, eps) for method, loss, eps in grid if method == "pgd"] == [
+        ("pgd", "sma", 8.0),
+        ("pgd", "odfa", 8.0),
+    ]
+    assert len([row for row in grid if row[0] == "ifgsm"]) == 6
+    assert len([row for row in grid if row[0] == "noise"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("eps_by_method", "fragment"),
+    [({"mifgsm": [8]}, "attack.eps_by_method must map methods"), ({"pgd": [300]}, "attack.eps_by_method.pgd")],
+)
+def test_eps_by_method_is_validated(eps_by_method, fragment):
+    with pytest.raises(InputError, match=re.escape(fragment)):
+        parse_attack_settings({"eps": [2], "methods": ["pgd"], "eps_by_method": eps_by_method})

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from lfm.study.report import write_report
-from lfm.study.spec import load_study, study_steps
+from lfm.study.spec import load_study, study_steps, tuning_steps
+from lfm.study.tuning import choose_strengths, same_as_paper
 
 STUDY = {
     "name": "made",
@@ -24,15 +25,27 @@ STUDY = {
     ],
 }
 IN_DOMAIN = {"baseline": [0.40, 0.42, 0.41], "lfm": [0.45, 0.46, 0.47], "worse": [0.30, 0.33, 0.31]}
+IN_DOMAIN["lfm_tuned"] = [0.48, 0.49, 0.50]
 CROSS = {"baseline": [0.10, 0.12, 0.11], "lfm": [0.13, 0.10, 0.12], "worse": [0.1, 0.1, 0.1]}
+CROSS["lfm_tuned"] = CROSS["lfm"]
+# lfm: the candidate p=0.25 wins its tuning; worse: its own strength wins
+TUNING = {
+    "tune/lfm/candidate0": 0.5,
+    "tune/lfm/candidate1": 0.6,
+    "tune/worse/candidate0": 0.3,
+    "tune/worse/candidate1": 0.2,
+}
 
 
-def make_runs(tmp_path):
+def make_runs(tmp_path, study=STUDY):
     path = tmp_path / "study.yaml"
-    path.write_text(json.dumps(STUDY))
+    path.write_text(json.dumps(study))
     spec = load_study(str(path))
     runs = tmp_path / "out" / "runs"
-    for step in study_steps(spec):
+    for step in tuning_steps(spec):
+        (runs / step.key).mkdir(parents=True)
+        (runs / step.key / "metrics.json").write_text(json.dumps({"val/mAP_best": TUNING[step.key]}))
+    for step in study_steps(spec, same_as_paper(choose_strengths(spec, runs))):
         run_dir = runs / step.key
         run_dir.mkdir(parents=True)
         index = step.seed
@@ -47,6 +60,8 @@ def make_runs(tmp_path):
         else:
             value = IN_DOMAIN[step.method][index]
             rows = [{"mode": "white-box", "method": "clean", "loss": "none", "eps": 0.0, "mAP": value, "rank1": value}]
+            rows.append({"mode": "white-box", "method": "noise", "loss": "none", "eps": 8.0, "mAP": value - 0.001})
+            rows[-1]["rank1"] = value
             rows += [
                 {
                     "mode": "white-box",
@@ -115,3 +130,47 @@ def test_a_partly_finished_study_reports_what_finished(tmp_path):
     assert report.count(f"of {len(study_steps(spec))} steps finished") == 1
     summary = read(out_dir / "tables" / "summary.csv")
     assert {row["seeds"] for row in summary} == {"2"}
+
+
+def test_the_noise_control_is_not_an_attack_and_the_sanity_line_counts_the_attacks(tmp_path):
+    spec, out_dir = make_runs(tmp_path)
+    report = write_report(spec, out_dir, {"steps": {}}).read_text()
+    settings = {row["setting"] for row in read(out_dir / "tables" / "summary.csv")}
+    assert not [setting for setting in settings if "noise" in setting]
+    assert (
+        "- synthetic_market: 18 of 18 attacked mAPs are below their run's clean mAP; the noise control at eps 8 "
+        "lowers mAP by 0.0010 on average" in report
+    )
+
+
+def test_claims_wider_than_the_target_say_how_many_seeds_would_narrow_them(tmp_path):
+    spec, out_dir = make_runs(tmp_path)
+    report = write_report(spec, out_dir, {"steps": {}}).read_text()
+    claims = {row["claim"]: row for row in read(out_dir / "tables" / "claims.csv")}
+    assert float(claims["LFM helps"]["half_width"]) == pytest.approx(4.302653 * 0.01 / math.sqrt(3))
+    # differences 0.03, -0.02, 0.01: sd 0.02517; t(4) * sd / sqrt(5) = 0.0313 > 0.03 >= t(5) * sd / sqrt(6) = 0.0264
+    assert float(claims["LFM transfers"]["seeds_for_precision"]) == 6
+    assert "- LFM transfers (synthetic_market -> synthetic_duke): ±0.0625 with 3 seeds; about 6 seeds" in report
+    assert "- LFM helps (" not in report.split("what would narrow it:")[1].split("##")[0]
+
+
+def test_tuning_picks_by_validation_map_and_a_won_own_strength_reuses_the_runs(tmp_path):
+    study = {
+        **STUDY,
+        "tuning": {"seed": 7, "candidates": {"lfm": [["model.lfm.p=0.25"]], "worse": [["x=1"]]}},
+        "claims": [
+            {"text": "tuned LFM helps", "question": "in_domain", "method": "lfm_tuned", "reference": "baseline"},
+            {"text": "tuned worse hurts", "question": "in_domain", "method": "worse_tuned", "reference": "baseline"},
+        ],
+    }
+    spec, out_dir = make_runs(tmp_path, study)
+    report = write_report(spec, out_dir, {"steps": {}}).read_text()
+    claims = {row["claim"]: row for row in read(out_dir / "tables" / "claims.csv")}
+    assert claims["tuned LFM helps"]["method"] == "lfm_tuned"
+    assert float(claims["tuned LFM helps"]["difference"]) == pytest.approx(0.08)
+    assert claims["tuned worse hurts"]["method"] == "worse"  # its own strength won: the same runs
+    assert float(claims["tuned worse hurts"]["difference"]) == pytest.approx(-0.0967, abs=1e-4)
+    assert "| lfm | `model.lfm.p=0.25` | 0.6000 | **chosen** |" in report
+    assert "- lfm: `model.lfm.p=0.25` won; `lfm_tuned` trains with it." in report
+    assert "- worse: its own (paper) strength won; `worse_tuned` is the same runs as `worse`." in report
+    assert "- `lfm_tuned` (seeds [0, 1, 2]): `model.lfm.p=0.25`" in report

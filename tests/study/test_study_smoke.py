@@ -2,13 +2,15 @@
 tuning, steps, dependencies, resume, determinism, and the report's numbers."""
 
 import json
+import shutil
 import subprocess
 from datetime import datetime
 
 import pytest
 from helpers import PROJECT_ROOT, TINY_SCALE, entry_point
 
-from lfm.study.spec import load_study
+from lfm.study.spec import load_study, study_steps, tuning_steps
+from lfm.study.tuning import choose_strengths, same_as_paper
 
 TINY = [f"data.synthetic.scale={TINY_SCALE}", "data.image_size=[64,32]", "data.val_ids=3", "debug=fast"]
 
@@ -68,13 +70,19 @@ def read_csv(path):
 
 
 def test_every_step_ran_and_the_report_exists(study):
-    _study_file, out_dir, _, _ = study
+    study_file, out_dir, _, _ = study
+    spec = load_study(str(study_file))
+    choices = choose_strengths(spec, out_dir / "runs")
     state = json.loads((out_dir / "study_state.json").read_text())
-    assert len(state["steps"]) == 6
+    steps = [*tuning_steps(spec), *study_steps(spec, same_as_paper(choices))]
+    assert list(state["steps"]) == [step.key for step in steps]
+    assert len(steps) in (8, 10)  # 2 tuning runs, then 2 methods x 3 steps (+ train and cross of lfm_paper_tuned)
     assert all(record["status"] == "finished" for record in state["steps"].values())
     report = (out_dir / "report.md").read_text()
     for heading in (
         "## Verdicts",
+        "## Tuning",
+        "## Learning curves",
         "## In-domain",
         "## Cross-domain",
         "## Under white-box attack",
@@ -83,7 +91,9 @@ def test_every_step_ran_and_the_report_exists(study):
     ):
         assert heading in report
     assert "- Untested (one seed gives no interval): LFM improves in-domain re-ID (synthetic_market)." in report
-    for figure in ("in_domain.png", "cross_domain.png", "robustness.png"):
+    assert " of 6 attacked mAPs are below their run's clean mAP" in report  # (fgsm at eps 2 and 8, pgd at 8) x 2
+    assert "the noise control at eps 8 lowers mAP by" in report
+    for figure in ("in_domain.png", "cross_domain.png", "robustness.png", "learning_curves.png"):
         assert (out_dir / "figures" / figure).stat().st_size > 0
 
 
@@ -92,11 +102,14 @@ def test_two_steps_run_at_once_and_evaluations_wait_for_their_training(study):
     steps = json.loads((out_dir / "study_state.json").read_text())["steps"]
     started = {key: datetime.fromisoformat(record["started"]) for key, record in steps.items()}
     ended = {key: datetime.fromisoformat(record["ended"]) for key, record in steps.items()}
-    trainings = [key for key in steps if key.endswith("/train")]
+    trainings = [key for key in steps if key.startswith("tune/")]
     assert len(trainings) == 2
     assert max(started[key] for key in trainings) < min(ended[key] for key in trainings), "the trainings overlap"
+    last_tuning = max(ended[key] for key in trainings)
     for key in steps:
-        if not key.endswith("/train"):
+        if not key.startswith("tune/"):
+            assert started[key] >= last_tuning, f"{key} started before the tuning ended"
+        if not key.endswith("/train") and not key.startswith("tune/"):
             assert started[key] >= ended[key.rsplit("/", 1)[0] + "/train"], key
     assert all(record["where"]["executor"] == "local" and record["where"]["threads"] >= 1 for record in steps.values())
 
@@ -147,27 +160,36 @@ def test_the_cross_domain_evaluation_reads_the_trained_image_size(study):
 
 
 def test_running_again_skips_finished_steps_and_redoes_a_lost_one(study):
+    """Also what makes `make study` reproducible: a training and an attack run again give the same numbers."""
     _study_file, out_dir, command, env = study
-    lost = out_dir / "runs/synthetic_market/lfm_paper/seed0/attack"
-    (lost / "metrics.json").unlink()
+    model = out_dir / "runs/synthetic_market/lfm_paper/seed0"
+    before = {
+        "train": json.loads((model / "train/metrics.json").read_text()),
+        "curve": read_csv(model / "train/csv/metrics.csv"),
+        "attack": json.loads((model / "attack/robustness.json").read_text())["rows"],
+    }
+    total = len(json.loads((out_dir / "study_state.json").read_text())["steps"])
+    shutil.rmtree(model / "train")
+    (model / "attack/metrics.json").unlink()
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("finished earlier, skipped") == 5
-    assert "| 1 done, 0 failed, 0 left" in result.stdout
-    assert (lost / "metrics.json").is_file()
+    assert result.stdout.count("finished earlier, skipped") == total - 2
+    assert "| 2 done, 0 failed, 0 left" in result.stdout
     assert list((out_dir / "attempts").rglob("robustness.json")), "the unfinished attempt is kept aside"
+    after = json.loads((model / "train/metrics.json").read_text())
+    for key in ("test/mAP", "test/rank1", "test/mINP", "val/mAP_best"):
+        assert after.get(key) == before["train"].get(key), key
+    curve = read_csv(model / "train/csv/metrics.csv")
+    assert [row["val/mAP"] for row in curve] == [row["val/mAP"] for row in before["curve"]]
+    assert [row["train/loss"] for row in curve] == [row["train/loss"] for row in before["curve"]]
+    assert json.loads((model / "attack/robustness.json").read_text())["rows"] == before["attack"]
 
 
 def test_the_embedded_and_full_studies_are_valid():
     for name in ("embedded", "full"):
         spec = load_study(name)
         assert len(spec.seeds) >= 3
-        assert {
-            "baseline",
-            "lfm_paper",
-            "lfm_official",
-            "dropout2d",
-            "dropblock",
-            "random_erasing",
-            "lfm_random_erasing",
-        } <= set(spec.methods)
+        assert {"baseline", "dropout2d", "dropblock", "random_erasing"} <= set(spec.methods)
+    embedded = load_study("embedded")
+    assert set(embedded.tuning.candidates) == {"lfm", "dropout2d", "dropblock", "random_erasing"}
+    assert [domain.train for domain in embedded.domains] == ["synthetic_market", "synthetic_duke"]

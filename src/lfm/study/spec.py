@@ -26,6 +26,7 @@ class Domain:
     cross: tuple[str, ...]  # data configs they are also tested on
     methods: tuple[str, ...]  # the methods trained on it
     attacked: tuple[str, ...]  # the methods also tested under attack
+    seeds: tuple[int, ...] | None = None  # the seeds run on it (None: each method's seeds)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Tuning:
     seed: int
     train_overrides: tuple[str, ...]  # after the study's train_overrides, for the tuning runs only
     candidates: dict[str, tuple[tuple[str, ...], ...]]  # method -> overrides of each other strength
+    seeds: tuple[int, ...] | None = None  # the comparison seeds of the tuned methods (None: their method's)
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,8 @@ def _tuning(path: Path, raw, methods: dict) -> Tuning | None:
         return None
     if not isinstance(raw, dict) or not isinstance(raw.get("candidates"), dict) or not raw["candidates"]:
         raise InputError(
-            f"{path}: tuning must be {{seed: <int>, train_overrides: [...], candidates: {{<method>: [[overrides], ...]}}}}"
+            f"{path}: tuning must be {{seed: <int>, train_overrides: [...], candidates: {{<method>: [[overrides], ...]}}, "
+            "seeds: [...]}"
         )
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -148,7 +151,8 @@ def _tuning(path: Path, raw, methods: dict) -> Tuning | None:
         if not isinstance(strengths, list) or not strengths:
             raise InputError(f"{path}: {key} must be a list of override lists (the strengths besides the method's own)")
         candidates[method] = tuple(_strings(path, f"{key}[{i}]", overrides) for i, overrides in enumerate(strengths))
-    return Tuning(seed, _strings(path, "tuning.train_overrides", raw.get("train_overrides")), candidates)
+    seeds = _seeds(path, "tuning.seeds", raw["seeds"]) if "seeds" in raw else None
+    return Tuning(seed, _strings(path, "tuning.train_overrides", raw.get("train_overrides")), candidates, seeds)
 
 
 def load_study(name_or_path: str) -> StudySpec:
@@ -188,7 +192,7 @@ def load_study(name_or_path: str) -> StudySpec:
     tuning = _tuning(path, raw.get("tuning"), methods)
     for method in tuning.candidates if tuning else ():
         methods[method + TUNED] = methods[method]
-        method_seeds[method + TUNED] = method_seeds[method]
+        method_seeds[method + TUNED] = tuning.seeds or method_seeds[method]
     domains_raw = raw["domains"]
     if not isinstance(domains_raw, list) or not domains_raw or not all(isinstance(d, dict) for d in domains_raw):
         raise InputError(f"{path}: domains must be a list of {{train: <data config>, cross: [<data config>, ...]}}")
@@ -202,6 +206,7 @@ def load_study(name_or_path: str) -> StudySpec:
                 tuple(_data_config(path, f"domains[{i}].cross", c) for c in d.get("cross") or ()),
                 trained,
                 attacked,
+                _seeds(path, f"domains[{i}].seeds", d["seeds"]) if "seeds" in d else None,
             )
         )
     claims = []
@@ -250,7 +255,8 @@ def study_steps(spec: StudySpec, same_as_paper: frozenset[str] = frozenset()) ->
     method. Tuned methods in `same_as_paper` (their own strength won the tuning) have no steps of their own."""
     steps = []
     for domain in spec.domains:
-        for seed in sorted({seed for method in domain.methods for seed in spec.method_seeds[method]}):
+        seeds = {seed for method in domain.methods for seed in spec.method_seeds[method]}
+        for seed in sorted(seeds if domain.seeds is None else seeds & set(domain.seeds)):
             for method in domain.methods:
                 if seed not in spec.method_seeds[method] or method in same_as_paper:
                     continue
