@@ -93,6 +93,8 @@ def test_every_step_ran_and_the_report_exists(study):
     assert "- Untested (one seed gives no interval): LFM improves in-domain re-ID (synthetic_market)." in report
     assert " of 6 attacked mAPs are below their run's clean mAP" in report  # (fgsm at eps 2 and 8, pgd at 8) x 2
     assert "the noise control at eps 8 lowers mAP by" in report
+    threads = json.loads((out_dir / "study_state.json").read_text())["steps"]["tune/lfm_paper/candidate0"]["where"]
+    assert f"python src/study.py {study_file} --threads-per-job {threads['threads']}" in report
     for figure in ("in_domain.png", "cross_domain.png", "robustness.png", "learning_curves.png"):
         assert (out_dir / "figures" / figure).stat().st_size > 0
 
@@ -193,3 +195,11 @@ def test_the_embedded_and_full_studies_are_valid():
     embedded = load_study("embedded")
     assert set(embedded.tuning.candidates) == {"lfm", "dropout2d", "dropblock", "random_erasing"}
     assert [domain.train for domain in embedded.domains] == ["synthetic_market", "synthetic_duke"]
+
+
+def test_make_study_runs_the_embedded_study_as_one_thread_jobs():
+    """The embedded study's numbers depend on the thread count; make study fixes it at 1 per job."""
+    result = subprocess.run(["make", "-n", "study"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert "src/study.py embedded --jobs 2 --threads-per-job 1" in result.stdout
+    full = subprocess.run(["make", "-n", "study", "STUDY=full"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert "--threads-per-job" not in full.stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from lfm.project import CONF_DIR
 from lfm.study.spec import ATTACK, TRAIN, TUNED, StudySpec, study_steps, tuning_steps
 from lfm.study.stats import Difference, paired_difference, seeds_needed, summarize
 from lfm.study.tuning import SCORE, Choice, choose_strengths, same_as_paper
@@ -471,6 +472,19 @@ def provenance(spec: StudySpec, runs_dir: Path) -> dict:
     return {}
 
 
+def study_argument(spec: StudySpec) -> str:
+    """How src/study.py names the study: its name when it is conf/study/<name>.yaml, else its path."""
+    path = Path(spec.path).resolve()
+    return spec.name if path == (CONF_DIR / "study" / f"{spec.name}.yaml").resolve() else str(spec.path)
+
+
+def executor_options(records: list[dict]) -> str:
+    """--threads-per-job N when every step ran on this machine with N threads: a CPU run's numbers depend on
+    its thread count (not on how many steps run at once, --jobs)."""
+    threads = {record.get("where", {}).get("threads") for record in records if record.get("where")}
+    return f" --threads-per-job {threads.pop()}" if len(threads) == 1 and None not in threads else ""
+
+
 def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     """Write report.md, the CSV tables and the figures from every finished step; return report.md's path."""
     runs_dir = out_dir / "runs"
@@ -580,10 +594,11 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
         "## Reproduce",
         "",
         "```",
-        f"python src/study.py {spec.path}",
+        f"python src/study.py {study_argument(spec)}{executor_options(records)}",
         "```",
         "",
-        "Each step's exact command is in `study_state.json`; each run directory holds its resolved "
+        "A CPU step's numbers depend on its seed and thread count, not on how many steps run at once "
+        "(`--jobs N`). Each step's exact command is in `study_state.json`; each run directory holds its resolved "
         "config.yaml, run.json (seed, git commit, versions) and metrics.json. Tables: `tables/summary.csv`, "
         "`tables/claims.csv`, `tables/runs.csv`.",
         "",
