@@ -135,6 +135,7 @@ def test_a_partly_finished_study_reports_what_finished(tmp_path):
 def test_the_noise_control_is_not_an_attack_and_the_sanity_line_counts_the_attacks(tmp_path):
     spec, out_dir = make_runs(tmp_path)
     report = write_report(spec, out_dir, {"steps": {}}).read_text()
+    assert "(not below:" not in report
     settings = {row["setting"] for row in read(out_dir / "tables" / "summary.csv")}
     assert not [setting for setting in settings if "noise" in setting]
     assert (
@@ -174,3 +175,13 @@ def test_tuning_picks_by_validation_map_and_a_won_own_strength_reuses_the_runs(t
     assert "- lfm: `model.lfm.p=0.25` won; `lfm_tuned` trains with it." in report
     assert "- worse: its own (paper) strength won; `worse_tuned` is the same runs as `worse`." in report
     assert "- `lfm_tuned` (seeds [0, 1, 2]): `model.lfm.p=0.25`" in report
+
+
+def test_the_sanity_line_names_the_attacks_that_did_not_lower_map(tmp_path):
+    spec, out_dir = make_runs(tmp_path)
+    attack = out_dir / "runs" / "synthetic_market" / "lfm" / "seed1" / "attack" / "robustness.json"
+    table = json.loads(attack.read_text())
+    table["rows"][2]["mAP"] = table["rows"][0]["mAP"] + 0.01  # ifgsm/sma eps2 above the clean mAP
+    attack.write_text(json.dumps(table))
+    report = write_report(spec, out_dir, {"steps": {}}).read_text()
+    assert "17 of 18 attacked mAPs are below their run's clean mAP (not below: ifgsm/sma eps2 in 1 run(s))" in report
