@@ -222,9 +222,12 @@ def test_an_interrupted_runner_cancels_its_slurm_jobs(tmp_path, monkeypatch):
     records = []
     waiting = threading.Thread(target=lambda: records.append(executor.run(step(tmp_path, 60), tmp_path / "step")))
     waiting.start()
+    # cancel once the step's process runs: a SIGINT during submitit's local controller start-up can orphan the
+    # task it is starting (a local-cluster race; scancel on SLURM stops the whole job)
     deadline = time.monotonic() + 30
-    while not executor.submitted and time.monotonic() < deadline:
+    while not (executor.submitted and (tmp_path / "step" / "stdout.log").exists()) and time.monotonic() < deadline:
         time.sleep(0.1)
+    time.sleep(0.5)
     executor.cancel()
     waiting.join(timeout=30)
     assert not waiting.is_alive() and records[0]["returncode"] == -1
