@@ -3,6 +3,7 @@ submitit; and one writer of a run's books when an external launcher (torchrun) s
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -213,9 +214,13 @@ def test_under_torchrun_exactly_one_process_writes_the_runs_books(tmp_path):
     assert result.stdout.count("Run directory:") == 1
 
 
-def test_an_interrupted_runner_cancels_its_slurm_jobs(tmp_path, monkeypatch):
+def test_an_interrupted_runner_cancels_its_slurm_jobs(tmp_path, monkeypatch, request):
     # submitit waits up to 15 s for a result file that a cancelled job never writes (slow shared file systems)
     monkeypatch.setattr(submitit.core.core.Job, "_results_timeout_s", 1)
+    # submitit's local cluster cancels with SIGINT, which a job cannot receive when it inherits an ignored SIGINT
+    # (something earlier in the test session, or a shell's background job, ignores it); SLURM's scancel is not affected
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     executor = SlurmExecutor(
         1, tmp_path / "slurm", SlurmOptions(gpus_per_job=0, cpus_per_job=1, mem_gb=1), cluster="local"
     )
