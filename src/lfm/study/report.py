@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from lfm.project import CONF_DIR
-from lfm.study.spec import ATTACK, TRAIN, TUNED, StudySpec, study_steps, tuning_steps
+from lfm.study.spec import ATTACK, TRAIN, TUNED, Step, StudySpec, study_steps, tuning_steps
 from lfm.study.stats import Difference, paired_difference, seeds_needed, summarize
 from lfm.study.tuning import SCORE, Choice, choose_strengths, same_as_paper
 
@@ -29,12 +29,16 @@ def attack_label(row: dict) -> str:
     return f"{row['method']}/{row['loss']} eps{row['eps']:g}"
 
 
-def comparison_steps(spec: StudySpec, runs_dir: Path):
-    """The comparison's steps, given the strengths the tuning chose so far."""
-    return study_steps(spec, same_as_paper(choose_strengths(spec, runs_dir)))
+def finished_steps(steps: list[Step], runs_dir: Path, kind: str | None = None) -> list[Step]:
+    """The steps whose run wrote its metrics.json (only those of one kind when kind is given)."""
+    return [
+        step
+        for step in steps
+        if (kind is None or step.kind == kind) and (runs_dir / step.key / "metrics.json").is_file()
+    ]
 
 
-def collect_results(spec: StudySpec, runs_dir: Path) -> list[dict]:
+def collect_results(steps: list[Step], runs_dir: Path) -> list[dict]:
     """One row per (question, setting, method, seed, metric) from the finished steps' files."""
     rows = []
 
@@ -51,10 +55,8 @@ def collect_results(spec: StudySpec, runs_dir: Path) -> list[dict]:
                 }
             )
 
-    for step in comparison_steps(spec, runs_dir):
+    for step in finished_steps(steps, runs_dir):
         run_dir = runs_dir / step.key
-        if not (run_dir / "metrics.json").is_file():
-            continue
         if step.kind == ATTACK:
             table = json.loads((run_dir / "robustness.json").read_text())["rows"]
             attacked = [row for row in table if row["method"] not in ("clean", CONTROL) and row["eps"] > 0]
@@ -257,16 +259,13 @@ def plot_bars(spec: StudySpec, summary: list[dict], question: str, path: Path) -
     figure.savefig(path, dpi=120)
 
 
-def plot_attack_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
+def plot_attack_curves(spec: StudySpec, steps: list[Step], runs_dir: Path, path: Path) -> bool:
     """mAP against eps per attack, one line per method (mean over seeds, std band); False if no attack ran."""
     curves: dict[tuple, dict[str, dict[float, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    for step in comparison_steps(spec, runs_dir):
-        result = runs_dir / step.key / "robustness.json"
-        if step.kind != ATTACK or not (runs_dir / step.key / "metrics.json").is_file():
-            continue
-        table = json.loads(result.read_text())["rows"]
+    for step in finished_steps(steps, runs_dir, ATTACK):
+        table = json.loads((runs_dir / step.key / "robustness.json").read_text())["rows"]
         clean = next(row for row in table if row["method"] == "clean")
         for row in table:
             if row["method"] != "clean":
@@ -373,22 +372,17 @@ def plot_learning_curves(spec: StudySpec, runs_dir: Path, path: Path) -> bool:
     return drawn
 
 
-def attack_sanity(spec: StudySpec, runs_dir: Path) -> list[str]:
+def attack_sanity(spec: StudySpec, steps: list[Step], runs_dir: Path) -> list[str]:
     """Per domain: how many attacked mAPs fall below their run's clean mAP (naming the attacks that did not
     always), and what the noise control costs next to the attacks at the largest eps."""
     lines = []
     for domain in spec.domains:
         not_below: dict[str, int] = defaultdict(int)
         below, total, drops = 0, 0, defaultdict(lambda: defaultdict(list))
-        for step in comparison_steps(spec, runs_dir):
-            path = runs_dir / step.key / "robustness.json"
-            if (
-                step.kind != ATTACK
-                or step.domain != domain.train
-                or not (runs_dir / step.key / "metrics.json").is_file()
-            ):
+        for step in finished_steps(steps, runs_dir, ATTACK):
+            if step.domain != domain.train:
                 continue
-            table = json.loads(path.read_text())["rows"]
+            table = json.loads((runs_dir / step.key / "robustness.json").read_text())["rows"]
             clean = next(row["mAP"] for row in table if row["method"] == "clean")
             for row in table:
                 if row["method"] == "clean" or row["eps"] == 0:
@@ -454,9 +448,9 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             writer.writerows(rows)
 
 
-def recipe_lines(spec: StudySpec, runs_dir: Path) -> list[str]:
+def recipe_lines(spec: StudySpec, steps: list[Step], runs_dir: Path) -> list[str]:
     """What the models were: the baseline's resolved training config (first finished seed)."""
-    for step in comparison_steps(spec, runs_dir):
+    for step in steps:
         config_path = runs_dir / step.key / "config.yaml"
         if step.kind == TRAIN and step.method == spec.baseline and config_path.is_file():
             config = OmegaConf.load(config_path)
@@ -470,8 +464,9 @@ def recipe_lines(spec: StudySpec, runs_dir: Path) -> list[str]:
     return []
 
 
-def provenance(spec: StudySpec, runs_dir: Path) -> dict:
-    for step in comparison_steps(spec, runs_dir):
+def provenance(steps: list[Step], runs_dir: Path) -> dict:
+    """The run.json (seed, git commit, versions) of the first step that wrote one."""
+    for step in steps:
         info_path = runs_dir / step.key / "run.json"
         if info_path.is_file():
             return json.loads(info_path.read_text())
@@ -495,7 +490,8 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     """Write report.md, the CSV tables and the figures from every finished step; return report.md's path."""
     runs_dir = out_dir / "runs"
     choices = choose_strengths(spec, runs_dir)
-    rows = collect_results(spec, runs_dir)
+    comparison = study_steps(spec, same_as_paper(choices))
+    rows = collect_results(comparison, runs_dir)
     summary = summary_rows(spec, rows)
     claims = claim_rows(spec, rows, same_as_paper(choices))
     write_csv(out_dir / "tables" / "runs.csv", rows)
@@ -503,7 +499,7 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     write_csv(out_dir / "tables" / "claims.csv", claims)
     figures = out_dir / "figures"
     figures.mkdir(exist_ok=True)
-    steps = [*tuning_steps(spec), *comparison_steps(spec, runs_dir)]
+    steps = [*tuning_steps(spec), *comparison]
     records = [state["steps"].get(step.key, {}) for step in steps]
     finished = sum(
         record.get("status") == "finished" or (runs_dir / step.key / "metrics.json").is_file()
@@ -576,14 +572,14 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
             plot_bars(spec, summary, question, figures / f"{question}.png")
             lines += [f"![{question}](figures/{question}.png)", ""]
     lines += ["## Under white-box attack (attacked queries, clean gallery; eps in 1/255)", ""]
-    sanity = attack_sanity(spec, runs_dir)
+    sanity = attack_sanity(spec, comparison, runs_dir)
     if sanity:
         lines += ["Sanity check (clean against attacked):", "", *sanity, ""]
     for setting in settings_of(summary, "robustness"):
         lines += [f"### {setting}", "", comparison_table(spec, summary, "robustness", setting), ""]
-    if plot_attack_curves(spec, runs_dir, figures / "robustness.png"):
+    if plot_attack_curves(spec, comparison, runs_dir, figures / "robustness.png"):
         lines += ["![robustness](figures/robustness.png)", ""]
-    lines += ["## Setup", "", *recipe_lines(spec, runs_dir)]
+    lines += ["## Setup", "", *recipe_lines(spec, comparison, runs_dir)]
     for method in spec.methods:
         tuned = choices.get(method.removesuffix(TUNED)) if method.endswith(TUNED) else None
         overrides = [*spec.methods[method], *(tuned.overrides if tuned and tuned.complete else ())]
@@ -595,7 +591,7 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
         f"- Attack evaluation: `{' '.join(spec.attack_overrides)}`" if spec.attack_overrides else "",
         "",
     ]
-    info = provenance(spec, runs_dir)
+    info = provenance(comparison, runs_dir)
     lines += [
         "## Reproduce",
         "",
