@@ -73,3 +73,24 @@ def test_both_pipelines_give_identical_evaluation_batches_and_like_training_batc
     tensor_train, pil_train = (next(iter(loaders[p].train_dataloader())) for p in ("tensor", "pil"))
     assert tensor_train["image"].shape == pil_train["image"].shape and tensor_train["image"].dtype == torch.float32
     assert len(loaders["tensor"].train_dataloader()) == len(loaders["pil"].train_dataloader())
+
+
+def test_a_pil_epoch_draws_what_a_resumed_run_draws_from_the_same_random_state(synthetic_root):
+    """A resumed run restores the global random state and builds new loaders: each epoch of the pil pipeline
+    must then draw the same order and augmentations as the uninterrupted run's epoch (no worker outlives its
+    epoch with its own random state)."""
+
+    def train_loader():
+        datamodule = CIFARDataModule(str(synthetic_root), val_size=50, num_workers=1, batch_size=16, pipeline="pil")
+        datamodule.setup("fit")
+        return datamodule.train_dataloader()
+
+    torch.manual_seed(0)
+    uninterrupted = train_loader()
+    next(iter(uninterrupted))
+    state = torch.get_rng_state()
+    second_epoch = next(iter(uninterrupted))
+    torch.set_rng_state(state)
+    resumed = next(iter(train_loader()))
+    assert torch.equal(second_epoch["index"], resumed["index"])
+    assert torch.equal(second_epoch["image"], resumed["image"])

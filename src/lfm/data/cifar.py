@@ -197,10 +197,7 @@ class CIFARDataModule(ImageDataModule):
         self, dataset: CIFARImages, batch_size: int, shuffle: bool = False, shard: bool = True
     ) -> DataLoader | TensorBatches:
         if self.pipeline == "pil":
-            persistent = self.num_workers > 0
-            return self.pil_loader(
-                dataset, batch_size, shuffle=shuffle, drop_last=shuffle, persistent_workers=persistent
-            )
+            return self.pil_loader(dataset, batch_size, shuffle=shuffle, drop_last=shuffle)
         order = RandomOrder(len(dataset), self.seed) if shuffle else SequentialOrder(len(dataset))
         fields = {"label": torch.from_numpy(dataset.labels).long(), "index": torch.arange(len(dataset))}
         rows = torch.arange(len(dataset))

@@ -78,11 +78,10 @@ class ImageDataModule(L.LightningDataModule):
 
     def pil_loader(self, dataset: Dataset, batch_size: int, **options) -> DataLoader:
         """A DataLoader whose `num_workers` processes transform each image; `options` are
-        DataLoader's (shuffle, sampler, drop_last, persistent_workers).
+        DataLoader's (shuffle, sampler, drop_last).
 
-        Workers are not persistent unless `persistent_workers` asks: each epoch's workers are
-        then seeded from the global random state, which checkpoints carry, so a resumed run
-        draws the same augmentations.
+        Workers do not outlive their epoch: each epoch's workers are seeded from the global
+        random state, which checkpoints carry, so a resumed run draws the same augmentations.
         """
         return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, **options)
 
