@@ -490,10 +490,11 @@ def write_report(spec: StudySpec, out_dir: Path, state: dict) -> Path:
     """Write report.md, the CSV tables and the figures from every finished step; return report.md's path."""
     runs_dir = out_dir / "runs"
     choices = choose_strengths(spec, runs_dir)
-    comparison = study_steps(spec, same_as_paper(choices))
+    same = same_as_paper(choices)
+    comparison = study_steps(spec, same)
     rows = collect_results(comparison, runs_dir)
     summary = summary_rows(spec, rows)
-    claims = claim_rows(spec, rows, same_as_paper(choices))
+    claims = claim_rows(spec, rows, same)
     write_csv(out_dir / "tables" / "runs.csv", rows)
     write_csv(out_dir / "tables" / "summary.csv", summary)
     write_csv(out_dir / "tables" / "claims.csv", claims)
