@@ -1,11 +1,15 @@
-"""Shared fixtures: small generated datasets."""
+"""Shared fixtures: small generated datasets. No test fetches weights from the network: the
+hub caches are offline for the whole session (tests/models/test_weights.py serves its own)."""
 
+import os
 from pathlib import Path
 
 import pytest
 from helpers import TINY_SCALE
 
 from lfm.data.synthetic import SYNTHETIC_PRESETS, generate_synthetic_reid
+
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,11 @@ import torch
 
 from lfm.errors import InputError
 from lfm.masking import LocalFeatureMasking
-from lfm.models.backbones import FEATURE_STACKS, imagenet_weights_path
+from lfm.models.backbones import FEATURE_STACKS
 from lfm.models.losses import batch_hard_triplet_loss
 from lfm.models.optimization import build_optimizer, lr_factor
 from lfm.models.reid import ReIDModule, ReIDNet
+from lfm.models.weights import imagenet_weights_path
 
 PAPER_LFM = {"after": "conv1", "p": 1.0, "mask_ratio": 0.5, "fill": "zero"}
 OPTIMIZER = {"name": "sgd", "lr": 0.1, "backbone_lr_mult": 0.1}
@@ -96,7 +97,7 @@ def test_unknown_backbone_lists_the_choices():
 def test_missing_pretrained_weights_name_the_path(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     expected = imagenet_weights_path("resnet18")
-    with pytest.raises(InputError, match=f"not found at {expected}.*model.pretrained=false"):
+    with pytest.raises(InputError, match=f"weights of resnet18 .* to {expected}.*model.pretrained=false"):
         ReIDNet("resnet18", num_classes=4, pretrained=True)
 
 

@@ -1,5 +1,5 @@
 """CNN backbones as feature extractors: torchvision's, IBN-Net-a ResNets and any timm CNN
-(`timm:<name>`), with optional local ImageNet weights.
+(`timm:<name>`), with optional ImageNet weights (lfm.models.weights).
 
 Submodule names are those of the library each comes from, so insertion points and pretrained
 weights use the names people know: ResNets (torchvision and IBN-a) expose conv1, bn1, relu,
@@ -19,11 +19,11 @@ from torch import nn
 
 from lfm.errors import InputError
 from lfm.models.ibn import IBN_A_RESNETS, use_ibn_a
+from lfm.models.weights import TIMM_PREFIX, fetch_imagenet_weights, import_timm, read_weights
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 FEATURE_STACKS = ("mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vgg16_bn")
 BACKBONES = RESNETS + tuple(IBN_A_RESNETS) + FEATURE_STACKS
-TIMM_PREFIX = "timm:"
 CLASSIFIER_KEYS = ("fc.", "classifier.")
 
 
@@ -96,13 +96,6 @@ def remove_first_downsampling(stage: nn.Module) -> bool:
     return True
 
 
-def _timm():
-    # imported on first use: importing timm takes seconds, and only timm backbones need it
-    import timm
-
-    return timm
-
-
 def _feature_map_channels(model: nn.Module, name: str) -> int:
     """The channels of `model`'s output, from a forward pass on the meta device (shapes only,
     no computation); refuses a model whose output is not a [B, C, h, w] map."""
@@ -126,7 +119,7 @@ def _feature_map_channels(model: nn.Module, name: str) -> int:
 def build_timm_backbone(name: str, last_stride: int = 2) -> nn.Module:
     """The timm CNN `name` (a timm model name, optionally with its weights tag) without its
     pooling and classifier: it returns the [B, C, h, w] map and keeps timm's module names."""
-    timm = _timm()
+    timm = import_timm()
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -180,63 +173,6 @@ def use_small_input_stem(backbone: nn.Module, name: str) -> None:
     backbone.maxpool = nn.Identity()
 
 
-def _timm_cached_weights(name: str) -> tuple[Path | None, Path]:
-    """Where timm keeps `name`'s weights: the file in the Hugging Face hub cache (or the torch
-    hub cache, for weights timm fetches by URL) if there is one, and the path to name if not."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    config = _timm().models.get_pretrained_cfg(name)
-    if config is None or not (config.hf_hub_id or config.url):
-        raise InputError(
-            f"timm has no pretrained weights for {name} (key model.pretrained); set model.pretrained=false"
-        )
-    candidates = []
-    if config.hf_hub_id:
-        for filename in ("model.safetensors", "pytorch_model.bin"):
-            cached = try_to_load_from_cache(config.hf_hub_id, filename)
-            candidates.append(Path(cached) if isinstance(cached, str) else None)
-    if config.url:
-        candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / config.url.rsplit("/", 1)[-1])
-    found = next((path for path in candidates if path is not None and path.is_file()), None)
-    if config.hf_hub_id:
-        repo_folder = "models--" + config.hf_hub_id.replace("/", "--")
-        expected = Path(constants.HF_HUB_CACHE) / repo_folder / "snapshots" / "<revision>" / "model.safetensors"
-    else:
-        expected = candidates[-1]
-    return found, expected
-
-
-def imagenet_weights_path(name: str) -> Path:
-    """Where the ImageNet weights of backbone `name` are kept on this machine: torchvision's
-    (IMAGENET1K_V1) and the IBN-Net authors' files in the torch hub cache, timm's in the
-    Hugging Face hub cache (the path it would have, if the file is not there)."""
-    if name.startswith(TIMM_PREFIX):
-        found, expected = _timm_cached_weights(name.removeprefix(TIMM_PREFIX))
-        return found or expected
-    if name in IBN_A_RESNETS:
-        filename = IBN_A_RESNETS[name][1]
-    else:
-        filename = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"].url.rsplit("/", 1)[-1]
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
-def read_weights(path: Path, device: str) -> dict:
-    """The state dict in a .pth / .bin (torch) or .safetensors file; on the meta device only
-    names and shapes. A training checkpoint's `state_dict` entry and DataParallel's `module.`
-    prefixes (as in the IBN-Net authors' first release) are unwrapped."""
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as file:
-            if device == "meta":
-                return {key: torch.empty(file.get_slice(key).get_shape(), device="meta") for key in file.keys()}
-            return {key: file.get_tensor(key) for key in file.keys()}
-    state = torch.load(path, map_location=device, weights_only=True)
-    if isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    return {key.removeprefix("module."): value for key, value in state.items()}
-
-
 def _classifier_keys(backbone: nn.Module) -> tuple[str, ...]:
     """Key prefixes of the classifier a weights file holds and the backbone does not."""
     classifier = getattr(backbone, "pretrained_cfg", {}).get("classifier") or ()
@@ -245,22 +181,28 @@ def _classifier_keys(backbone: nn.Module) -> tuple[str, ...]:
 
 
 def load_pretrained(backbone: nn.Module, name: str, pretrained: bool | str) -> None:
-    """Load ImageNet weights from the local cache (`True`) or a file path; never downloads."""
+    """Load ImageNet weights (`True`: from the library's cache, downloaded there on first use)
+    or the weights in a file (a path)."""
     if pretrained is False or pretrained is None:
         return
-    path = imagenet_weights_path(name) if pretrained is True else Path(str(pretrained)).expanduser()
+    path = fetch_imagenet_weights(name) if pretrained is True else Path(str(pretrained)).expanduser()
     if not path.is_file():
         raise InputError(
-            f"pretrained weights for {name} not found at {path} (key model.pretrained); they cannot "
-            f"be downloaded here: copy the file there, set model.pretrained=/path/to/weights.pth, "
-            f"or train from scratch with model.pretrained=false"
+            f"pretrained weights for {name} not found at {path} (key model.pretrained); set "
+            f"model.pretrained=/path/to/weights.pth, model.pretrained=true for the ImageNet weights, "
+            f"or model.pretrained=false to train from scratch"
         )
     # on the meta device (pipeline.check_config, at start-up) only the names and shapes are read
     location = "meta" if next(backbone.parameters()).is_meta else "cpu"
     try:
         state = read_weights(path, location)
-    except Exception as error:
-        raise InputError(f"cannot read pretrained weights {path} (key model.pretrained): {error}") from None
+    except InputError:
+        raise
+    except Exception as error:  # torch's and safetensors' many reasons a file is not readable weights
+        raise InputError(
+            f"cannot read pretrained weights {path} (key model.pretrained): {type(error).__name__}; "
+            f"pass a .pth file saved with torch.save(model.state_dict(), path) or a .safetensors file"
+        ) from None
     state = {key: value for key, value in state.items() if not key.startswith(_classifier_keys(backbone))}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -9,6 +9,8 @@ ImageNet files load as they are: `layer1.0.bn1.IN.weight`, `layer1.0.bn1.BN.runn
 import torch
 from torch import nn
 
+# the authors' v1.0 release (XingangPan/IBN-Net on GitHub), fetched as their code does
+IBN_A_RELEASE_URL = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0"
 # name -> (the torchvision ResNet it is built on, the file name of the authors' v1.0 release)
 IBN_A_RESNETS = {
     "resnet50_ibn_a": ("resnet50", "resnet50_ibn_a-d9d0bb7b.pth"),
