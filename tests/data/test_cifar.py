@@ -42,7 +42,7 @@ def test_cifar100_layout_is_read_with_fine_labels(tmp_path):
 
 
 def test_missing_files_name_the_root_and_the_files(tmp_path):
-    with pytest.raises(InputError, match=r"data.root=.*data_batch_1.*nothing is downloaded"):
+    with pytest.raises(InputError, match=r"data.root=.*data_batch_1.*python version from https://www.cs.toronto.edu"):
         read_cifar_split(tmp_path, "cifar10", "train")
 
 

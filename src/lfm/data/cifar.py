@@ -3,7 +3,8 @@
 Layout read (the official `cifar-10-batches-py/` and `cifar-100-python/` folders): CIFAR-10
 `data_batch_1` .. `data_batch_5` and `test_batch`; CIFAR-100 `train` and `test`. Each file
 is a pickled dict with `data` ([N, 3072] uint8, channel-major 32 x 32 images) and `labels`
-(CIFAR-10) or `fine_labels` (CIFAR-100). Nothing is downloaded.
+(CIFAR-10) or `fine_labels` (CIFAR-100), as in the python versions on
+https://www.cs.toronto.edu/~kriz/cifar.html (extract the archive and point `data.root` at the folder).
 
 `generate_synthetic_cifar` writes a deterministic 10-class 32 x 32 dataset in the CIFAR-10
 layout (class = a coloured shape on a textured background), so one reader serves both.
@@ -44,7 +45,7 @@ def read_cifar_split(root: Path, dataset: str, split: str) -> tuple[np.ndarray, 
         raise InputError(
             f"data.root={root} is missing {', '.join(missing)}; expected the {dataset} python-pickle folder "
             f"({'cifar-10-batches-py' if dataset == 'cifar10' else 'cifar-100-python'}) with "
-            f"{', '.join(spec['train'] + spec['test'])} (nothing is downloaded here)"
+            f"{', '.join(spec['train'] + spec['test'])} (the python version from https://www.cs.toronto.edu/~kriz/cifar.html)"
         )
     images, labels = [], []
     for name in spec[split]:
