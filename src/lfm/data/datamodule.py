@@ -5,6 +5,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from lfm.data import market, msmt17
@@ -13,12 +14,14 @@ from lfm.data.cache import cache_bytes, cache_file_path, cached_images, check_ca
 from lfm.data.loading import ImageDataModule, check_batch_sizes, check_pipeline
 from lfm.data.market import ReIDImageDataset, ReIDSample, check_images, hold_out_identities, ranking_dataset
 from lfm.data.samplers import IdentityBalancedOrder, IdentityBalancedSampler, RandomOrder, SequentialOrder
+from lfm.data.summary import find_published_counts, print_summary
 from lfm.data.synthetic import ensure_synthetic_reid, resolve_synthetic_preset
 from lfm.data.transforms import eval_transform
 from lfm.errors import InputError
 
 SAMPLERS = ("random", "identity_balanced")
-# data.layout -> the reader of that on-disk layout (its check_layout(root) and read_split(root, split))
+# data.layout -> the reader of that on-disk layout: its check_layout(root), read_split(root, split), and for the
+# dataset summary read_published_splits(root) and DISTRACTOR_PID
 LAYOUTS: dict[str, ModuleType] = {"market": market, "msmt17": msmt17}
 
 
@@ -33,6 +36,10 @@ class ReIDDataModule(ImageDataModule):
     `synthetic` ({"preset": name, "seed": int, "scale": fraction of the preset's identities})
     generates that dataset at `root` on first use. `random_erasing` ({p, scale, ratio, value})
     and `cutout` ({p, size}) add those input regularizers to the training augmentation.
+
+    `published_counts` names the real dataset whose published counts the data at `root` should have
+    (see lfm.data.summary): the first setup prints the dataset summary, with a warning per count that
+    differs (a synthetic dataset at a scale other than 1 has no published counts).
 
     `pipeline="tensor"` (the default) decodes every image once into a uint8 cache file beside
     the dataset (`<root>.cache/`) or under `cache_dir` (see lfm.data.cache), gathers batches from it by index and augments them on
@@ -64,6 +71,7 @@ class ReIDDataModule(ImageDataModule):
         cache_dir: str | None = None,
         cache_max_memory: float = 0.5,
         cache_on_device: bool = False,
+        published_counts: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -94,6 +102,10 @@ class ReIDDataModule(ImageDataModule):
         self.pipeline = pipeline
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.cache_max_memory, self.cache_on_device = cache_max_memory, cache_on_device
+        published = find_published_counts(published_counts) if published_counts else None
+        scaled = self.synthetic is not None and self.synthetic.get("scale", 1.0) != 1.0
+        self.published = None if scaled else published
+        self.summary_shown = False
         self.set_up_augmentation(self.image_size, pad, flip, random_erasing, cutout, seed)
         self.train_set: ReIDImageDataset | None = None
         self.val_set: ReIDImageDataset | None = None
@@ -112,6 +124,9 @@ class ReIDDataModule(ImageDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.layout.check_layout(self.root)
+        if self.published is not None and not self.summary_shown:
+            self.print_summary()
+            self.summary_shown = True
         if self.pipeline == "tensor" and not self._splits:
             self._splits = {split: self.layout.read_split(self.root, split) for split in ("train", "query", "gallery")}
             total = sum(len(samples) for samples in self._splits.values())
@@ -128,6 +143,11 @@ class ReIDDataModule(ImageDataModule):
             query, gallery = self._split("query"), self._split("gallery")
             self.test_set = ranking_dataset(query, gallery, eval_transform(self.image_size))
             self._load("test", query + gallery)
+
+    @rank_zero_only
+    def print_summary(self) -> None:
+        """Print the dataset summary of `root` (stdout) and its warnings (stderr); see lfm.data.summary."""
+        print_summary(self.layout, self.root, self.published)
 
     def _split(self, split: str) -> list[ReIDSample]:
         return self._splits[split] if split in self._splits else self.layout.read_split(self.root, split)

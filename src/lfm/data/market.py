@@ -22,6 +22,7 @@ SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bo
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FILENAME_PATTERN = re.compile(r"^([-\d]+)_c(\d+)")
 JUNK_PID = -1
+DISTRACTOR_PID = 0
 CUHK03_NP_SUBSETS = ("labeled", "detected")
 
 
@@ -59,8 +60,8 @@ def check_layout(root: Path) -> None:
         raise InputError(f"data.root={root} is missing {', '.join(f'{f}/' for f in missing)}{fix}; {hint}")
 
 
-def read_split(root: Path, split: str) -> list[ReIDSample]:
-    """All samples of one split (train, query or gallery), sorted by file name, junk dropped."""
+def read_split(root: Path, split: str, keep_junk: bool = False) -> list[ReIDSample]:
+    """All samples of one split (train, query or gallery), sorted by file name, junk dropped unless `keep_junk`."""
     folder = root / SPLIT_FOLDERS[split]
     paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
     samples = []
@@ -69,13 +70,18 @@ def read_split(root: Path, split: str) -> list[ReIDSample]:
             pid, camid = parse_reid_filename(path.name)
         except InputError as error:
             raise InputError(f"{path}: {error}") from None
-        if pid != JUNK_PID:
+        if keep_junk or pid != JUNK_PID:
             samples.append(ReIDSample(path, pid, camid))
     if not samples:
         raise InputError(
             f"{folder} holds no usable images (key data.root); expected files like 0002_c1s1_000451_03.jpg"
         )
     return samples
+
+
+def read_published_splits(root: Path) -> dict[str, list[ReIDSample]]:
+    """Every split as published, junk included (what the dataset summary counts)."""
+    return {split: read_split(root, split, keep_junk=True) for split in SPLIT_FOLDERS}
 
 
 def load_image(path: Path) -> Image.Image:

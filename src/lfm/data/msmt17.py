@@ -11,7 +11,7 @@ numbering of their own (0..3059).
 
 Training reads list_train.txt only, as torchreid and fast-reid do by default (list_val.txt
 holds other images of the same 1,041 identities; their note: leave it out to compare with
-published results).
+published results). The dataset summary counts both, as the published 32,621 training images do.
 """
 
 from pathlib import Path
@@ -20,10 +20,18 @@ from lfm.data.market import ReIDSample
 from lfm.errors import InputError
 
 VERSION_FOLDERS = {"V1": ("train", "test"), "V2": ("mask_train_v2", "mask_test_v2")}
-SPLIT_LISTS = {"train": "list_train.txt", "query": "list_query.txt", "gallery": "list_gallery.txt"}
+SPLIT_LISTS = {
+    "train": "list_train.txt",
+    "val": "list_val.txt",
+    "query": "list_query.txt",
+    "gallery": "list_gallery.txt",
+}
+TRAIN_FOLDER_SPLITS = ("train", "val")
+# MSMT17 numbers people from 0: no pid marks distractor images.
+DISTRACTOR_PID = None
 LINE_EXAMPLE = "0000/0000_000_01_0303morning_0015_0.jpg 0"
 LAYOUT_HINT = (
-    "expected an MSMT17 release folder with list_train.txt, list_query.txt, list_gallery.txt and "
+    "expected an MSMT17 release folder with list_train.txt, list_val.txt, list_query.txt, list_gallery.txt and "
     "train/ + test/ (MSMT17_V1) or mask_train_v2/ + mask_test_v2/ (MSMT17_V2)"
 )
 
@@ -71,9 +79,9 @@ def parse_list_line(line: str) -> tuple[str, int, int]:
 
 
 def read_split(root: Path, split: str) -> list[ReIDSample]:
-    """The samples of one split (train, query or gallery) in list-file order."""
+    """The samples of one split (train, val, query or gallery) in list-file order."""
     train_folder, test_folder = VERSION_FOLDERS[detect_version(root)]
-    folder = root / (train_folder if split == "train" else test_folder)
+    folder = root / (train_folder if split in TRAIN_FOLDER_SPLITS else test_folder)
     path = list_path(root, SPLIT_LISTS[split])
     samples = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -93,3 +101,12 @@ def read_split(root: Path, split: str) -> list[ReIDSample]:
     if not samples:
         raise InputError(f"{path} lists no images (key data.root); expected lines like '{LINE_EXAMPLE}'")
     return samples
+
+
+def read_published_splits(root: Path) -> dict[str, list[ReIDSample]]:
+    """The splits as published (what the dataset summary counts): train holds list_train.txt and list_val.txt."""
+    return {
+        "train": read_split(root, "train") + read_split(root, "val"),
+        "query": read_split(root, "query"),
+        "gallery": read_split(root, "gallery"),
+    }
