@@ -117,6 +117,30 @@ def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained_run, tm
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
 
 
+def test_eval_loads_the_checkpoints_data_as_the_command_says(trained_run, tmp_path):
+    """The cache error's advice works: data.pipeline=pil (and the other loading keys) replace the checkpoint's."""
+    run_dir, _ = trained_run
+    common = (f"ckpt_path={run_dir / 'checkpoints/best.ckpt'}", "logger.wandb.mode=disabled")
+    too_large = run_entry_point("eval.py", *common, "data.cache_max_memory=1e-9", f"hydra.run.dir={tmp_path / 'a'}")
+    assert_one_line_error(too_large, "data.cache_max_memory=1e-09", "set data.pipeline=pil")
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    keys = ("test/rank1", "test/rank5", "test/rank10", "test/mAP", "test/mINP", "test/cmc")
+    for name, overrides in (
+        ("tensor", ("data.eval_batch_size=7",)),
+        ("pil", ("data.pipeline=pil", "data.num_workers=0", "data.cache_max_memory=1e-9")),
+    ):
+        eval_dir = tmp_path / name
+        result = run_entry_point(
+            "eval.py", *common, *overrides, f"data.cache_dir={eval_dir / 'cache'}", f"hydra.run.dir={eval_dir}"
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        evaluated = json.loads((eval_dir / "metrics.json").read_text())
+        for key in keys:
+            assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), (name, key)
+    assert list((tmp_path / "tensor" / "cache").rglob("test-64x32.uint8")), "the cache is not in data.cache_dir"
+    assert not (tmp_path / "pil" / "cache").exists(), "the pil pipeline built an image cache"
+
+
 def test_a_finished_run_directory_is_never_overwritten(trained_run):
     run_dir, _ = trained_run
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file() and "wandb" not in path.parts}

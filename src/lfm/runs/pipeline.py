@@ -54,15 +54,10 @@ def build_datamodule(settings: dict, seed: int, task: str = "reid") -> L.Lightni
         raise InputError(f"unknown data setting ({error}); see conf/data/ for the valid keys") from None
 
 
+# Data settings src/eval.py may change (conf/eval.yaml `data:`): how the test images are loaded, never which.
+DATA_LOADING_KEYS = ("eval_batch_size", "num_workers", "pipeline", "cache_dir", "cache_max_memory", "cache_on_device")
 # Settings a test set takes from the run's own data config, so every test set is evaluated alike.
-EVALUATION_DATA_KEYS = (
-    "image_size",
-    "eval_batch_size",
-    "num_workers",
-    "pipeline",
-    "cache_max_memory",
-    "cache_on_device",
-)
+EVALUATION_DATA_KEYS = ("image_size", *DATA_LOADING_KEYS)
 
 
 def resolve_test_sets(cfg: DictConfig, main_settings: dict) -> dict[str, dict]:
@@ -290,10 +285,7 @@ def evaluate(cfg: DictConfig) -> dict:
     overrides = evaluation_overrides(cfg, task)
     if cfg.get("save_features") and task != "reid":
         raise InputError(f"save_features=true writes re-ID features; checkpoint {checkpoint_path} holds a {task} model")
-    # conf/eval.yaml's data holds test_sets alone unless a data config was chosen: then test the checkpoint's data.
-    settings = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
-    if "root" not in settings:
-        settings = dict(checkpoint["datamodule_hyper_parameters"])
+    settings = evaluation_data(cfg, checkpoint["datamodule_hyper_parameters"])
     test_sets = resolve_test_sets(cfg, settings)
     datamodule = build_datamodule(settings, cfg.seed, task)
     datamodule.prepare_data()
@@ -367,6 +359,23 @@ def evaluation_overrides(cfg: DictConfig, task: str) -> dict:
         )
     check_evaluation_settings(**given)
     return given
+
+
+def evaluation_data(cfg: DictConfig, trained: dict) -> dict:
+    """The data settings to test on: the chosen data config's, else the checkpoint's (`trained`), with the
+    loading settings given under `data` (those not null) in place of theirs."""
+    given = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else {}
+    loading = {key: given.pop(key) for key in DATA_LOADING_KEYS if key in given}
+    # conf/eval.yaml's data holds no root unless a data config was chosen: then test the checkpoint's data.
+    if "root" not in given:
+        unknown = sorted(set(given) - {"test_sets"})
+        if unknown:
+            raise InputError(
+                f"data.{unknown[0]} cannot change when testing the checkpoint's own data; the data keys "
+                f"src/eval.py takes are test_sets, {', '.join(DATA_LOADING_KEYS)} (or data=<config> for another dataset)"
+            )
+        given = dict(trained)
+    return {**given, **{key: value for key, value in loading.items() if value is not None}}
 
 
 def write_feature_file(
