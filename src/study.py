@@ -37,15 +37,16 @@ def main() -> int:
 def run(args: argparse.Namespace) -> int:
     """What the options ask for; its exit status (0, or 1 when a step failed)."""
     spec = load_study(args.study)
+    out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
+    executor = executor_from_arguments(args, out_dir / "slurm")  # checks the job options, dry run too
     if args.dry_run:
         for step in [*tuning_steps(spec), *study_steps(spec)]:
             print(step.key)
         return 0
-    out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
     if args.report_only:
         print(f"Report: {write_report(spec, out_dir, load_state(out_dir / STATE_FILE, spec))}")
         return 0
-    result = run_study(args.study, out_dir=out_dir, executor=executor_from_arguments(args, out_dir / "slurm"))
+    result = run_study(args.study, out_dir=out_dir, executor=executor)
     if result.failed:
         print(
             f"{len(result.failed)} step(s) did not finish; see {result.out_dir / STATE_FILE}; "

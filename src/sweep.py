@@ -68,6 +68,8 @@ def main() -> int:
 
 def run(args: argparse.Namespace) -> int:
     """What the options ask for; its exit status (0, or 1 when a run failed)."""
+    out_dir = args.out or Path("outputs") / "sweeps" / load_sweep(args.sweep_file).name
+    executor = executor_from_arguments(args, out_dir.resolve() / "slurm")  # checks the job options, dry run too
     if args.dry_run:
         sweep = prepare_sweep(args.sweep_file, args.count, args.seed, args.bayes_as_random, tuple(args.overrides))
         if sweep.searched:
@@ -78,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
         for parameters in sweep.points:
             print(" ".join(render_command(sweep.spec, parameters, sys.executable)))
         return 0
-    out_dir = args.out or Path("outputs") / "sweeps" / load_sweep(args.sweep_file).name
     result = run_sweep(
         args.sweep_file,
         out_dir=out_dir,
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         bayes_as_random=args.bayes_as_random,
         overrides=tuple(args.overrides),
-        executor=executor_from_arguments(args, out_dir.resolve() / "slurm"),
+        executor=executor,
         storage=args.storage,
         heartbeat=args.heartbeat,
     )
