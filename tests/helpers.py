@@ -7,6 +7,17 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY_SCALE = 0.15
+# one short LFM training run on a tiny generated dataset through src/train.py
+TINY_TRAIN = (
+    "experiment=lfm_resnet18_synthetic",
+    "debug=fast",
+    f"data.synthetic.scale={TINY_SCALE}",
+    "data.image_size=[64,32]",
+    "data.val_ids=3",
+    "logger.wandb.mode=offline",
+    "model.lfm.after=layer1",
+    "model.lfm.mask_ratio=0.25",
+)
 
 
 def entry_point(script: str, *overrides: str) -> tuple[list[str], dict[str, str]]:

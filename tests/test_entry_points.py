@@ -7,18 +7,7 @@ from importlib.metadata import version
 
 import pytest
 import torch
-from helpers import PROJECT_ROOT, TINY_SCALE, assert_one_line_error, entry_point, run_entry_point
-
-TINY_TRAIN = (
-    "experiment=lfm_resnet18_synthetic",
-    "debug=fast",
-    f"data.synthetic.scale={TINY_SCALE}",
-    "data.image_size=[64,32]",
-    "data.val_ids=3",
-    "logger.wandb.mode=offline",
-    "model.lfm.after=layer1",
-    "model.lfm.mask_ratio=0.25",
-)
+from helpers import PROJECT_ROOT, TINY_TRAIN, assert_one_line_error, entry_point, run_entry_point
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_TRAIN, run_entry_point
 
 from lfm.errors import InputError
 from lfm.models import weights
@@ -177,3 +178,27 @@ def test_a_file_that_is_not_a_state_dict_names_the_file_and_the_key(tmp_path, co
     message = str(error.value)
     assert "\n" not in message
     assert problem in message and str(path) in message and "model.pretrained" in message
+
+
+def test_train_from_the_cached_weights_then_evaluate_without_them(tiny_market, tmp_path, monkeypatch):
+    """With the file in the torch hub cache, model.pretrained=true trains from it (no network);
+    evaluating the checkpoint needs no ImageNet weights at all."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    state = resnet18_state()
+    cache_path = imagenet_weights_source("resnet18").cache_path
+    cache_path.parent.mkdir(parents=True)
+    torch.save(state, cache_path)
+    run_dir = tmp_path / "run"
+    trained = run_entry_point(
+        "train.py", *TINY_TRAIN, "model.pretrained=true", f"data.root={tiny_market}", f"hydra.run.dir={run_dir}"
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    start, after_two_steps = state["conv1.weight"], checkpoint["state_dict"]["net.backbone.conv1.weight"]
+    assert (after_two_steps - start).norm() < 0.1 * start.norm()  # trained from the cached file, not a new draw
+    cache_path.unlink()
+    evaluated = run_entry_point(
+        "eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert not cache_path.exists()

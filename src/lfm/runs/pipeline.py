@@ -408,7 +408,10 @@ def load_module(
         raise InputError(
             f"attack.source_ckpt_path={path} holds a {task} model; the evaluated checkpoint is {expected_task}"
         )
-    return task_parts(task)[1].load_from_checkpoint(path, map_location="cpu", weights_only=True, **(overrides or {}))
+    # the checkpoint holds the trained weights: the ImageNet start is neither read nor fetched
+    return task_parts(task)[1].load_from_checkpoint(
+        path, map_location="cpu", weights_only=True, **{**(overrides or {}), "pretrained": False}
+    )
 
 
 def load_checkpoint(path: Path) -> dict:
