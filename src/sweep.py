@@ -10,7 +10,8 @@ from pathlib import Path
 
 from lfm.jobs.options import add_executor_arguments, executor_from_arguments, exit_status
 from lfm.sweeps.command import render_command
-from lfm.sweeps.runner import STATE_FILE, prepare_sweep, run_sweep
+from lfm.sweeps.runner import run_sweep
+from lfm.sweeps.runs import STATE_FILE, prepare_sweep
 from lfm.sweeps.spec import load_sweep
 
 

@@ -16,12 +16,13 @@ import submitit
 from helpers import PROJECT_ROOT, TINY_SCALE, entry_point
 
 from lfm.errors import InputError
+from lfm.files import write_json
 from lfm.jobs.executors import LocalExecutor, SlurmExecutor, SlurmOptions, local_slots
 from lfm.jobs.options import add_executor_arguments, executor_from_arguments
 from lfm.jobs.progress import Progress
 from lfm.jobs.schedule import run_tasks
 from lfm.jobs.steps import Task
-from lfm.runs.outputs import read_run_info, write_json
+from lfm.runs.outputs import read_run_info
 
 
 def step(run_dir: Path, seconds: float, exit_code: int = 0) -> list[str]:

@@ -7,7 +7,7 @@ from helpers import PROJECT_ROOT
 
 from lfm.analysis import demo
 from lfm.errors import InputError
-from lfm.sweeps.runner import prepare_sweep
+from lfm.sweeps.runs import prepare_sweep
 
 
 def test_a_results_directory_is_used_as_given(tmp_path):

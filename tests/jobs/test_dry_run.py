@@ -7,7 +7,7 @@ import pytest
 from helpers import PROJECT_ROOT
 
 from lfm.study.spec import load_study, study_steps, tuning_steps
-from lfm.sweeps.runner import prepare_sweep
+from lfm.sweeps.runs import prepare_sweep
 
 SWEEP_FILE = PROJECT_ROOT / "conf" / "sweep" / "demo.yaml"
 ARGUMENTS = {"sweep": [str(SWEEP_FILE)], "study": ["embedded"]}

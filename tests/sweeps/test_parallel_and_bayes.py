@@ -20,7 +20,8 @@ from helpers import PROJECT_ROOT
 from rich.console import Console
 
 from lfm.jobs.executors import LocalExecutor, SlurmExecutor, SlurmOptions
-from lfm.sweeps.runner import STATE_FILE, run_sweep
+from lfm.sweeps.runner import run_sweep
+from lfm.sweeps.runs import STATE_FILE
 from lfm.sweeps.search import suggest
 from lfm.sweeps.spec import load_sweep
 

@@ -13,7 +13,8 @@ from helpers import PROJECT_ROOT, TINY_SCALE
 from rich.console import Console
 
 from lfm.jobs.executors import LocalExecutor
-from lfm.sweeps.runner import STATE_FILE, run_sweep
+from lfm.sweeps.runner import run_sweep
+from lfm.sweeps.runs import STATE_FILE
 
 # mask_ratio 1.5 composes (it is a float) but the model refuses it: the middle run fails.
 SWEEP = """name: tiny

@@ -11,7 +11,8 @@ from lfm.errors import InputError
 from lfm.study.spec import load_study
 from lfm.sweeps.command import hydra_overrides, render_command
 from lfm.sweeps.proposals import propose_runs
-from lfm.sweeps.runner import prepare_sweep, run_id, run_sweep
+from lfm.sweeps.runner import run_sweep
+from lfm.sweeps.runs import prepare_sweep, run_id
 from lfm.sweeps.spec import load_sweep
 
 SWEEP_FILES = sorted((PROJECT_ROOT / "conf" / "sweep").glob("*.yaml"))

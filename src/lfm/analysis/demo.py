@@ -29,8 +29,8 @@ from pathlib import Path
 
 from lfm.analysis.results import collect_runs
 from lfm.errors import InputError
+from lfm.files import write_json
 from lfm.project import CONF_DIR, PROJECT_ROOT
-from lfm.runs.outputs import write_json
 
 DEMO_DIR = PROJECT_ROOT / "outputs" / "notebook_demo"
 COMPLETE_FILE = "demo.json"

@@ -21,9 +21,9 @@ from lfm.attacks.classification import CLASSIFICATION_LOSSES, build_classificati
 from lfm.attacks.core import linf_pgd, linf_pgd_with_restarts
 from lfm.attacks.reid import NEEDS_RANDOM_START, REID_LOSSES, build_reid_loss, true_matches
 from lfm.errors import InputError
+from lfm.files import write_json
 from lfm.metrics.distance import pairwise_distance
 from lfm.metrics.reid import evaluate_ranking
-from lfm.runs.outputs import write_json
 
 METHODS = ("noise", "fgsm", "ifgsm", "mifgsm", "pgd")
 TASK_LOSSES = {"reid": REID_LOSSES, "classification": CLASSIFICATION_LOSSES}

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lfm.errors import InputError
+from lfm.files import write_json
 from lfm.project import PROJECT_ROOT
 
 TRACKED_PACKAGES = (
@@ -111,13 +112,6 @@ def read_run_info(run_dir: Path, timeout: float = RUN_INFO_TIMEOUT) -> dict:
             raise FileNotFoundError(f"{path}: rank 0 did not write it within {timeout:.0f} s (did rank 0 fail?)")
         time.sleep(0.1)
     return json.loads(path.read_text())
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (a temporary file renamed into place)."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    temporary.replace(path)
 
 
 def resolve_wandb_mode(mode: str) -> str:

@@ -16,6 +16,7 @@ from lfm.attacks.robustness import evaluate_robustness, parse_attack_settings
 from lfm.data.cifar import CIFARDataModule
 from lfm.data.datamodule import ReIDDataModule
 from lfm.errors import InputError
+from lfm.files import write_json
 from lfm.metrics.features_file import save_features
 from lfm.models.classification import ClassificationModule
 from lfm.models.optimization import build_optimizer
@@ -28,7 +29,6 @@ from lfm.runs.outputs import (
     read_run_info,
     save_run_info,
     unfinished_run_checkpoint,
-    write_json,
 )
 from lfm.runs.randomness import RandomStateCallback
 

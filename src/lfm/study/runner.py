@@ -25,12 +25,13 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.markup import escape
 
+from lfm.files import write_json
 from lfm.jobs.executors import Executor, LocalExecutor
 from lfm.jobs.progress import end_line
 from lfm.jobs.schedule import run_tasks
 from lfm.jobs.steps import BLOCKED, FINISHED, RESULT_FILE, Outcome, Task, in_order, read_state, set_aside
 from lfm.project import PROJECT_ROOT
-from lfm.runs.outputs import unfinished_run_checkpoint, write_json
+from lfm.runs.outputs import unfinished_run_checkpoint
 from lfm.study.report import write_report
 from lfm.study.spec import CROSS, TRAIN, TUNE, TUNED, Step, StudySpec, load_study, study_steps, tuning_steps
 from lfm.study.tuning import SCORE, Choice, choose_strengths, same_as_paper, untuned

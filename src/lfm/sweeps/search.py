@@ -20,13 +20,13 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from lfm.errors import InputError
+from lfm.files import write_json
 from lfm.jobs.executors import Executor
 from lfm.jobs.progress import Progress, end_line
 from lfm.jobs.schedule import cancelled_when_interrupted
 from lfm.jobs.steps import FAILED, FINISHED, Outcome, Task
-from lfm.runs.outputs import write_json
 from lfm.sweeps.command import hydra_overrides, parameter_overrides
-from lfm.sweeps.runner import RUN, STATE_FILE, PreparedSweep, final_metric, metric_text, run_id, start_run
+from lfm.sweeps.runs import RUN, STATE_FILE, PreparedSweep, final_metric, metric_text, run_id, start_run
 from lfm.sweeps.spec import Parameter
 
 DEFAULT_STORAGE = "optuna.db"
