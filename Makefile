@@ -79,6 +79,7 @@ bench: $(INSTALLED) ## speed benchmarks (each prints a table)
 	$(PY) benchmarks/bench_training_loop.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_startup.py
+	$(PY) benchmarks/bench_market_scale.py
 
-gpu-check: $(INSTALLED) ## on a GPU machine: LFM op on CUDA, compile graph breaks, throughput table (designed for < 5 min on an H100; not measured yet)
+gpu-check: $(INSTALLED) ## on a GPU machine: LFM op on CUDA, compile graph breaks, throughput, data pipelines, one epoch of the paper recipe + 60-epoch projection (designed for < 10 min on an H100; not yet measured on a GPU)
 	$(PY) benchmarks/gpu_check.py --json outputs/gpu_check.json

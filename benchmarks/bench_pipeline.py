@@ -25,11 +25,13 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,6 +40,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from lfm.data.datamodule import ReIDDataModule
+from lfm.runs.pipeline import build_datamodule
 
 PROJECT = Path(__file__).resolve().parents[1]
 EPOCHS = 60  # the paper recipe
@@ -45,6 +48,7 @@ FLOOR_STEPS = 60
 LOADER_SECONDS = 3.0
 TRAINING_TARGET, GPU_TRAINING_TARGET, LOADER_TARGET, GPU_PROJECTION_TARGET_MIN = 0.90, 0.95, 20.0, 5.0
 CPU_RUN = ("experiment=lfm_resnet18_synthetic",)
+TRAINING_IMAGE_SIZES = ((64, 32), (96, 48))
 GPU_RUN = (
     "experiment=lfm_resnet50",
     "data=synthetic_market1501",
@@ -65,18 +69,27 @@ def composed(overrides: tuple[str, ...]):
 
 
 def datamodule(overrides: tuple[str, ...], stage: str = "fit") -> ReIDDataModule:
-    """The DataModule of that config, with its data generated and set up."""
-    settings = OmegaConf.to_container(composed(overrides).data, resolve=True)
-    settings.pop("name")
-    data = ReIDDataModule(**settings, seed=0)
+    """The DataModule of that config (built as src/train.py builds it), with its data generated and set up."""
+    data = build_datamodule(OmegaConf.to_container(composed(overrides).data, resolve=True), seed=0)
     data.prepare_data()
     data.setup(stage)
     return data
 
 
-def train_py_speed(overrides: tuple[str, ...]) -> tuple[float, float]:
-    """(images/s, training seconds) of one epoch of the real src/train.py."""
-    with tempfile.TemporaryDirectory() as run_dir:
+@dataclass(frozen=True)
+class TrainPyRun:
+    """One run of src/train.py: its training speed, epoch time and peak resident memory."""
+
+    images_per_second: float
+    epoch_seconds: float
+    peak_rss_gb: float
+
+
+def train_py_speed(overrides: tuple[str, ...], run_dir: Path | None = None) -> TrainPyRun:
+    """One epoch of the real src/train.py (no test), in a process of its own; its run directory
+    (checkpoints) is kept in `run_dir` when given."""
+    with tempfile.TemporaryDirectory() as scratch:
+        run_dir = run_dir or Path(scratch) / "run"
         command = [
             sys.executable,
             str(PROJECT / "src" / "train.py"),
@@ -85,22 +98,32 @@ def train_py_speed(overrides: tuple[str, ...]) -> tuple[float, float]:
             "test=false",
             f"hydra.run.dir={run_dir}",
         ]
-        result = subprocess.run(
-            command, cwd=PROJECT, env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"src/train.py {' '.join(overrides)} failed:\n{result.stderr[-3000:]}")
-        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-    return metrics["train/images_per_second"], metrics["train/epoch_seconds"]
+        log = Path(scratch) / "train.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                command, cwd=PROJECT, env={**os.environ, "WANDB_MODE": "offline"}, stdout=output, stderr=output
+            )
+            _, status, usage = os.wait4(process.pid, 0)  # its own resource usage, peak memory included
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"src/train.py {' '.join(overrides)} failed:\n{log.read_text()[-3000:]}")
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    return TrainPyRun(metrics["train/images_per_second"], metrics["train/epoch_seconds"], rss_gb(usage))
 
 
-def floor_images_per_second(overrides: tuple[str, ...], num_classes: int, device: str) -> float:
+def rss_gb(usage: resource.struct_rusage) -> float:
+    """A process's peak resident memory in GB (Linux reports ru_maxrss in KiB)."""
+    return usage.ru_maxrss * 1024 / 1e9
+
+
+def floor_images_per_second(
+    overrides: tuple[str, ...], num_classes: int, device: str, steps: int = FLOOR_STEPS
+) -> float:
     """The plain loop over the same network, batches resident on the device (the compute floor)."""
     cfg = composed(overrides)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     height, width = cfg.data.image_size
     batch_size = cfg.data.batch_size
-    setup = LoopSetup(model, num_classes, batch_size, FLOOR_STEPS, device, cfg.trainer.precision)
+    setup = LoopSetup(model, num_classes, batch_size, steps, device, cfg.trainer.precision)
     generator = torch.Generator().manual_seed(0)
     batches = [
         {
@@ -109,7 +132,52 @@ def floor_images_per_second(overrides: tuple[str, ...], num_classes: int, device
         }
         for _ in range(4)
     ]
-    return plain_images_per_second(setup, itertools.islice(itertools.cycle(batches), FLOOR_STEPS))
+    return plain_images_per_second(setup, itertools.islice(itertools.cycle(batches), steps))
+
+
+@dataclass(frozen=True)
+class RecipeSpeed:
+    """src/train.py's training against the plain-loop floor on the same network (images/s per run)."""
+
+    floor: list[float]
+    runs: list[TrainPyRun]
+    images_per_epoch: int
+
+    @property
+    def floor_median(self) -> float:
+        return statistics.median(self.floor)
+
+    @property
+    def train_py_median(self) -> float:
+        return statistics.median(run.images_per_second for run in self.runs)
+
+    @property
+    def ratio(self) -> float:
+        return self.train_py_median / self.floor_median
+
+
+def recipe_speed(
+    overrides: tuple[str, ...],
+    device: str,
+    repeats: int = 1,
+    steps: int | None = None,
+    floor_steps: int = FLOOR_STEPS,
+    run_dir: Path | None = None,
+) -> RecipeSpeed:
+    """One epoch of src/train.py with these overrides (its first `steps` batches when given) and the
+    floor, `repeats` runs each, interleaved; the last run's directory is kept in `run_dir` when given."""
+    data = datamodule(overrides)
+    limit = (f"++trainer.limit_train_batches={steps}",) if steps else ()
+    floor, runs = [], []
+    for repeat in range(repeats):
+        floor.append(floor_images_per_second(overrides, data.num_classes, device, floor_steps))
+        runs.append(train_py_speed((*overrides, *limit), run_dir if repeat == repeats - 1 else None))
+    return RecipeSpeed(floor, runs, len(data.train_set))
+
+
+def projected_minutes(images_per_second: float, images_per_epoch: int, epochs: int = EPOCHS) -> float:
+    """Minutes of `epochs` training epochs of `images_per_epoch` at `images_per_second` (no validation)."""
+    return epochs * images_per_epoch / images_per_second / 60
 
 
 def loader_images_per_second(loader, seconds: float = LOADER_SECONDS) -> float:
@@ -128,21 +196,28 @@ def median_of(measure, repeats: int) -> tuple[float, list[float]]:
     return statistics.median(runs), runs
 
 
-def training_rows(repeats: int) -> list[tuple]:
-    """Rows of part 1: per image size, the floor and src/train.py on each pipeline, interleaved."""
+def training_rows(
+    repeats: int,
+    device: str = "cpu",
+    image_sizes: tuple[tuple[int, int], ...] = TRAINING_IMAGE_SIZES,
+    extra: tuple[str, ...] = (),
+    floor_steps: int = FLOOR_STEPS,
+) -> list[tuple]:
+    """Rows of part 1: per image size, the floor and src/train.py on each pipeline, interleaved
+    (`extra`: more overrides, e.g. a smaller dataset)."""
     rows = []
-    for height, width in ((64, 32), (96, 48)):
-        overrides = (*CPU_RUN, f"data.image_size=[{height},{width}]")
+    for height, width in image_sizes:
+        overrides = (*CPU_RUN, f"data.image_size=[{height},{width}]", *extra)
         num_classes = datamodule(overrides).num_classes
         runs = {"floor": [], "tensor": [], "pil": []}
         for _ in range(repeats):
-            runs["floor"].append(floor_images_per_second(overrides, num_classes, "cpu"))
+            runs["floor"].append(floor_images_per_second(overrides, num_classes, device, floor_steps))
             for pipeline in ("tensor", "pil"):
-                runs[pipeline].append(train_py_speed((*overrides, f"data.pipeline={pipeline}"))[0])
+                runs[pipeline].append(train_py_speed((*overrides, f"data.pipeline={pipeline}")).images_per_second)
         floor = statistics.median(runs["floor"])
         rows.append(
             (
-                f"ResNet-18 + LFM {height}x{width}, batch 32",
+                f"ResNet-18 + LFM {height}x{width}, batch {composed(overrides).data.batch_size}",
                 "compute floor (plain loop, batches in memory)",
                 floor,
                 runs["floor"],
@@ -166,9 +241,9 @@ def training_rows(repeats: int) -> list[tuple]:
     return rows
 
 
-def loader_rows(repeats: int) -> list[tuple]:
-    """Rows of part 2: the loaders alone at 256 x 128 on the Market-1501-scale preset."""
-    overrides = ("data=synthetic_market1501",)
+def loader_rows(repeats: int, extra: tuple[str, ...] = (), seconds: float = LOADER_SECONDS) -> list[tuple]:
+    """Rows of part 2: the loaders alone at 256 x 128 on the Market-1501-scale preset (`extra`: more overrides)."""
+    overrides = ("data=synthetic_market1501", *extra)
     tensor = datamodule(overrides)
     pil = datamodule((*overrides, "data.pipeline=pil", "data.num_workers=2"))
     uint8 = tensor.train_dataloader()
@@ -177,7 +252,7 @@ def loader_rows(repeats: int) -> list[tuple]:
     runs = {name: [] for name in loaders}
     for _ in range(repeats):
         for name, loader in loaders.items():
-            runs[name].append(loader_images_per_second(loader()))
+            runs[name].append(loader_images_per_second(loader(), seconds))
     base = statistics.median(runs["pil"])
     described = {
         "pil": "PIL: decode + resize + augment per image, 2 worker processes",
@@ -192,7 +267,7 @@ def loader_rows(repeats: int) -> list[tuple]:
         )
         rows.append(
             (
-                "loader alone, 256x128, batch 32" if name == "pil" else "",
+                f"loader alone, 256x128, batch {tensor.batch_size}" if name == "pil" else "",
                 described[name],
                 rate,
                 runs[name],
@@ -203,28 +278,36 @@ def loader_rows(repeats: int) -> list[tuple]:
     return rows
 
 
-def gpu_rows(repeats: int) -> list[tuple]:
-    """Rows of part 3: ResNet-50 on a GPU, src/train.py against the floor, and the 60-epoch projection."""
-    data = datamodule(GPU_RUN)
-    floor, floor_runs = median_of(lambda: floor_images_per_second(GPU_RUN, data.num_classes, "cuda"), repeats)
-    speeds = [train_py_speed(GPU_RUN) for _ in range(repeats)]
-    rate = statistics.median(speed for speed, _ in speeds)
-    epoch = statistics.median(seconds for _, seconds in speeds)
-    projection = EPOCHS * epoch / 60
-    name = f"ResNet-50 + LFM 256x128 bf16 + channels_last, batch 64, {torch.cuda.get_device_name()}"
+def gpu_rows(
+    repeats: int, overrides: tuple[str, ...] = GPU_RUN, device: str = "cuda", floor_steps: int = FLOOR_STEPS
+) -> list[tuple]:
+    """Rows of part 3: the paper recipe (ResNet-50 on a GPU), src/train.py's epoch against the floor, and the
+    60-epoch projection. gpu_check.py --quick runs them with tiny overrides on the CPU."""
+    speed = recipe_speed(overrides, device, repeats, floor_steps=floor_steps)
+    epoch = statistics.median(run.epoch_seconds for run in speed.runs)
+    images = speed.images_per_epoch
+    projection = projected_minutes(speed.train_py_median, images)
+    cfg = composed(overrides)
+    height, width = cfg.data.image_size
+    where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    name = (
+        f"{cfg.model.backbone} + LFM {height}x{width} {cfg.trainer.precision}"
+        f"{' + channels_last' if cfg.model.channels_last else ''}, batch {cfg.data.batch_size}, {where}"
+    )
+    rate, ratio = speed.train_py_median, speed.ratio
     return [
-        (name, "compute floor (plain loop, batches on the GPU)", floor, floor_runs, 1.0, ""),
+        (name, f"compute floor (plain loop, batches on the {device})", speed.floor_median, speed.floor, 1.0, ""),
         (
             "",
-            "src/train.py experiment=lfm_resnet50, tensor",
+            f"src/train.py {overrides[0]}, tensor",
             rate,
-            [speed for speed, _ in speeds],
-            rate / floor,
-            f">= {GPU_TRAINING_TARGET:.2f}: {'met' if rate / floor >= GPU_TRAINING_TARGET else 'MISSED'}",
+            [run.images_per_second for run in speed.runs],
+            ratio,
+            f">= {GPU_TRAINING_TARGET:.2f}: {'met' if ratio >= GPU_TRAINING_TARGET else 'MISSED'}",
         ),
         (
             "",
-            f"one epoch: {epoch:.1f} s; {EPOCHS} epochs: {projection:.1f} min",
+            f"one epoch: {epoch:.1f} s; {EPOCHS} epochs of {images} images at {rate:.0f} images/s: {projection:.1f} min",
             0.0,
             [],
             0.0,

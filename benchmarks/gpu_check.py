@@ -1,6 +1,7 @@
-"""GPU check: the LFM op on CUDA, torch.compile without graph breaks, training throughput.
+"""GPU check: the LFM op on CUDA, torch.compile without graph breaks, training throughput, the data
+pipelines and one epoch of the paper recipe.
 
-One command for a GPU machine (under 5 minutes on an H100):
+One command for a GPU machine (designed for under 10 minutes on an H100; not yet measured on a GPU):
 
     .venv/bin/python benchmarks/gpu_check.py [--json outputs/gpu_check.json]    (or: make gpu-check)
 
@@ -15,23 +16,32 @@ One command for a GPU machine (under 5 minutes on an H100):
    network and batches (benchmarks/bench_training_loop.py), ResNet-50 with the LFM paper
    preset, 256 x 128, batch 64, random images resident on the GPU (so the data loader is not
    measured): fp32; bf16-mixed; + channels_last; + torch.compile. Target: ratio >= 0.95.
+4. The data pipelines: the rows of benchmarks/bench_pipeline.py on this machine, once each:
+   src/train.py (ResNet-18 + LFM) on the tensor and PIL pipelines against the floor (target:
+   tensor >= 0.90), and the loaders alone on the Market-1501-scale preset (target: >= 20x PIL).
+5. The paper recipe (bench_pipeline.py --gpu): one epoch of src/train.py experiment=lfm_resnet50 on
+   data=synthetic_market1501 with the tensor pipeline, bf16-mixed and channels_last, against the
+   plain loop (target >= 0.95), and the 60-epoch projection (target <= 5 min).
 
-Prints a table per part and exits 1 if any check failed. `--device cpu --quick` runs every
-check at tiny sizes on the CPU (no sync check there; throughput rows are informational) so a
-test keeps this script working; `--skip-compile` leaves out the torch.compile throughput row
-(its first compile takes a minute or more).
+Prints a table per part and exits 1 if any check failed (a missed speed target included; a
+part that crashes is one failed row). `--device cpu --quick` runs every check at tiny sizes on
+the CPU (no sync check there; speed rows are informational; parts 4 and 5 on a 2% dataset
+generated in a temporary folder) so a test keeps this script working; `--skip-compile` leaves
+out the torch.compile throughput row (its first compile takes a minute or more).
 """
 
 import argparse
 import json
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch._dynamo
+from bench_pipeline import GPU_RUN, gpu_rows, loader_rows, training_rows
 from bench_training_loop import TARGET, LoopSetup, compare_loops
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
@@ -65,10 +75,31 @@ class Sizes:
     num_classes: int
     steps: int
     repeats: int
+    # bench_pipeline.py's rows: ResNet-18 image sizes, more overrides for every run (a scaled dataset,
+    # generated in a temporary folder), seconds per loader, plain-loop steps of the floors
+    pipeline_image_sizes: tuple[tuple[int, int], ...]
+    pipeline_overrides: tuple[str, ...]
+    loader_seconds: float
+    floor_steps: int
 
 
-FULL = Sizes((256, 64, 128, 64), 10, "resnet50", (256, 128), 64, 751, 60, 2)
-QUICK = Sizes((128, 16, 32, 16), 10, "resnet18", (32, 16), 4, 10, 6, 1)
+FULL = Sizes((256, 64, 128, 64), 10, "resnet50", (256, 128), 64, 751, 60, 2, ((64, 32), (96, 48)), (), 3.0, 60)
+QUICK = Sizes(
+    (128, 16, 32, 16),
+    10,
+    "resnet18",
+    (32, 16),
+    4,
+    10,
+    6,
+    1,
+    ((32, 16),),
+    ("data.synthetic.scale=0.02", "data.val_ids=0", "data.num_workers=0", "data.batch_size=4"),
+    0.2,
+    6,
+)
+# the paper recipe of bench_pipeline.py --gpu, at QUICK's sizes
+QUICK_RECIPE = ("model.backbone=resnet18", "data.image_size=[64,32]")
 
 
 def first_line(error: Exception) -> str:
@@ -224,6 +255,44 @@ def check_throughput(device: str, sizes: Sizes, quick: bool, skip_compile: bool)
     return rows
 
 
+def benchmark_rows(rows: list[tuple], quick: bool) -> list[dict]:
+    """bench_pipeline.py's rows as this script's: a missed target fails (quick: informational)."""
+    table = []
+    for setting, path, rate, runs, ratio, target in rows:
+        result = INFO if quick or not target else FAIL if "MISSED" in target else PASS
+        measured = {"images/s": round(rate, 1), "ratio": round(ratio, 3)} if runs else {"images/s": "", "ratio": ""}
+        table.append({"setting": setting, "path": path, **measured, "target": target, "result": result})
+    return table
+
+
+def pipeline_overrides(sizes: Sizes, data_dir: Path) -> tuple[str, ...]:
+    """The overrides of sizes.pipeline_overrides, with their scaled data generated under `data_dir`."""
+    return (*sizes.pipeline_overrides, f"paths.data_dir={data_dir}") if sizes.pipeline_overrides else ()
+
+
+def check_pipelines(device: str, sizes: Sizes, quick: bool, data_dir: Path) -> list[dict]:
+    """bench_pipeline.py's rows: src/train.py on each pipeline against the floor, the loaders alone."""
+    extra = pipeline_overrides(sizes, data_dir)
+    training = training_rows(1, device, sizes.pipeline_image_sizes, extra, sizes.floor_steps)
+    loaders = loader_rows(1, extra, sizes.loader_seconds)
+    return benchmark_rows(training + loaders, quick)
+
+
+def check_recipe(device: str, sizes: Sizes, quick: bool, data_dir: Path) -> list[dict]:
+    """One epoch of the paper recipe (bf16-mixed, channels_last, tensor pipeline) against the floor, and the
+    60-epoch projection (bench_pipeline.py --gpu)."""
+    overrides = (*GPU_RUN, *(QUICK_RECIPE if quick else ()), *pipeline_overrides(sizes, data_dir))
+    return benchmark_rows(gpu_rows(1, overrides, device, sizes.floor_steps), quick)
+
+
+def guarded(part: Callable[[], list[dict]]) -> list[dict]:
+    """The part's rows, or one failed row naming the error (src/train.py's failure included)."""
+    try:
+        return part()
+    except (Exception, SystemExit) as error:
+        return [{"error": first_line(error), "result": FAIL}]
+
+
 def markdown_table(rows: list[dict]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -235,8 +304,8 @@ def count_failures(report: dict[str, list[dict]]) -> int:
     return sum(row["result"] == FAIL for rows in report.values() for row in rows)
 
 
-def parts(device: str, quick: bool, skip_compile: bool) -> dict[str, Callable[[], list[dict]]]:
-    """The three checks, by table title."""
+def parts(device: str, quick: bool, skip_compile: bool, data_dir: Path) -> dict[str, Callable[[], list[dict]]]:
+    """The five checks, by table title (`data_dir`: where --quick generates its small datasets)."""
     sizes = QUICK if quick else FULL
     return {
         "LFM op": lambda: check_masking_op(device, sizes),
@@ -244,6 +313,12 @@ def parts(device: str, quick: bool, skip_compile: bool) -> dict[str, Callable[[]
         f"training throughput, images/s ({sizes.backbone}, {sizes.image_size[0]}x{sizes.image_size[1]}, "
         f"batch {sizes.batch_size}, {sizes.steps} steps x {sizes.repeats} runs, median; target ratio >= {TARGET})": lambda: (
             check_throughput(device, sizes, quick, skip_compile)
+        ),
+        "data pipelines (bench_pipeline.py; target tensor >= 0.90 of the floor, loader >= 20x PIL)": lambda: guarded(
+            lambda: check_pipelines(device, sizes, quick, data_dir)
+        ),
+        "paper recipe, one epoch of src/train.py against the floor, 60-epoch projection (bench_pipeline.py --gpu)": (
+            lambda: guarded(lambda: check_recipe(device, sizes, quick, data_dir))
         ),
     }
 
@@ -269,14 +344,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"torch {torch.__version__} on {describe(args.device)}")
     report = {}
-    for title, part in parts(args.device, args.quick, args.skip_compile).items():
-        report[title] = part()
-        print(f"\n## {title}\n{markdown_table(report[title])}", flush=True)
-        if args.json:  # after each part, so a run cut short still leaves what it measured
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(
-                json.dumps({"device": describe(args.device), "torch": torch.__version__, **report}, indent=2)
-            )
+    with tempfile.TemporaryDirectory() as data_dir:
+        for title, part in parts(args.device, args.quick, args.skip_compile, Path(data_dir)).items():
+            report[title] = part()
+            print(f"\n## {title}\n{markdown_table(report[title])}", flush=True)
+            if args.json:  # after each part, so a run cut short still leaves what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(
+                    json.dumps({"device": describe(args.device), "torch": torch.__version__, **report}, indent=2)
+                )
     failures = count_failures(report)
     print(f"\n{failures} check(s) FAILED" if failures else "\nall checks passed")
     return 1 if failures else 0

@@ -60,9 +60,28 @@ def test_graph_break_check_finds_one_graph(gpu_check):
 
 def test_a_failed_check_gives_a_non_zero_exit(gpu_check, monkeypatch, capsys):
     rows = [{"name": "good", "result": "ok"}, {"name": "bad", "result": "FAIL"}]
-    monkeypatch.setattr(gpu_check, "parts", lambda device, quick, skip_compile: {"part": lambda: rows})
+    monkeypatch.setattr(gpu_check, "parts", lambda device, quick, skip_compile, data_dir: {"part": lambda: rows})
     assert gpu_check.main(["--device", "cpu", "--quick"]) == 1
     assert "1 check(s) FAILED" in capsys.readouterr().out
+
+
+def test_a_missed_speed_target_fails_outside_quick_mode(gpu_check):
+    rows = [
+        ("setting", "floor", 100.0, [100.0], 1.0, ""),
+        ("", "src/train.py", 80.0, [80.0], 0.8, ">= 0.95: MISSED"),
+        ("", "one epoch: 4.0 s; 60 epochs: 4.0 min", 0.0, [], 0.0, "<= 5 min: met"),
+    ]
+    assert [row["result"] for row in gpu_check.benchmark_rows(rows, quick=False)] == ["info", "FAIL", "ok"]
+    assert [row["result"] for row in gpu_check.benchmark_rows(rows, quick=True)] == ["info"] * 3
+
+
+def test_a_crashing_part_is_one_failed_row(gpu_check):
+    def crash():
+        raise SystemExit("src/train.py experiment=lfm_resnet50 failed")
+
+    assert gpu_check.guarded(crash) == [
+        {"error": "SystemExit: src/train.py experiment=lfm_resnet50 failed", "result": "FAIL"}
+    ]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
@@ -71,7 +90,6 @@ def test_cuda_without_a_gpu_says_how_to_run_it(gpu_check, capsys):
     assert "--device cpu --quick" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_quick_cpu_run_passes_and_writes_its_tables(gpu_check, tmp_path):
     # --skip-compile: compiling even the tiny network takes about a minute on 2 CPU cores.
     assert gpu_check.main(["--device", "cpu", "--quick", "--skip-compile", "--json", str(tmp_path / "check.json")]) == 0
@@ -80,3 +98,12 @@ def test_quick_cpu_run_passes_and_writes_its_tables(gpu_check, tmp_path):
     assert [row["config"] for row in throughput] == ["fp32", "bf16-mixed", "bf16-mixed + channels_last"]
     for row in throughput:
         assert row["plain img/s"] > 0 and row["lightning img/s"] > 0 and row["result"] == "info", row
+    pipelines = next(rows for title, rows in report.items() if title.startswith("data pipelines"))
+    # one image size (floor, tensor, PIL), then the three loaders
+    assert len(pipelines) == 6 and all(row["images/s"] > 0 for row in pipelines)
+    floor, train_py, projection = next(rows for title, rows in report.items() if title.startswith("paper recipe"))
+    assert floor["images/s"] > 0 and train_py["images/s"] > 0
+    assert train_py["ratio"] == pytest.approx(train_py["images/s"] / floor["images/s"], rel=0.01)
+    assert "src/train.py experiment=lfm_resnet50" in train_py["path"]
+    assert "60 epochs of 259 images" in projection["path"] and projection["target"].startswith("<= 5 min")
+    assert all(row["result"] == "info" for row in [*pipelines, floor, train_py, projection])
