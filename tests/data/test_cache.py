@@ -129,3 +129,23 @@ def test_an_unreadable_image_stops_the_build_naming_the_file(tiny_market, tmp_pa
     with pytest.raises(InputError, match=str(broken)):
         cached_images([broken], SIZE, tmp_path / "cache" / "broken.uint8")
     assert [path.name for path in (tmp_path / "cache").iterdir()] == ["broken.uint8.lock"]
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (VmRSS), mapped file pages included."""
+    line = next(line for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_a_checked_cache_takes_no_memory_until_its_images_are_used(paths, tmp_path):
+    """At start-up a run checks every cache it maps (train and test), but holds only the pages it reads."""
+    size, count = (512, 256), 600  # about 236 MB of pixels
+    many = (paths * (count // len(paths) + 1))[:count]
+    path = cache_file_path(tmp_path, "many", size, tmp_path / "cache")
+    cached_images(many, size, path)
+    before = resident_bytes()
+    images = cached_images(many, size, path)  # read back: header, size and checksum of all pixels
+    checked = resident_bytes() - before
+    assert int(images.sum()) > 0  # now every page is read
+    used = resident_bytes() - before
+    assert checked < 40e6 < 200e6 < used, (checked, used)

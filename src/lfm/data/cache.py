@@ -99,14 +99,20 @@ def cached_images(
         if images is None:
             print(f"Image cache {path}: {problem}; decoding {len(image_paths)} images once", flush=True)
             write_cache(path, key, image_paths, image_size, num_workers)
-            images, problem = read_cache(path, key, shape)
+            # the pixels were checksummed as they were written: read back the header and size only
+            images, problem = read_cache(path, key, shape, check_pixels=False)
             if images is None:
                 raise InputError(f"the image cache {path} just written cannot be read back ({problem}); check the disk")
     return images
 
 
-def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str | None]:
-    """(images, None) if `path` is a complete, intact cache of `key`, else (None, what is wrong)."""
+def read_cache(
+    path: Path, key: str, shape: tuple[int, ...], check_pixels: bool = True
+) -> tuple[torch.Tensor | None, str | None]:
+    """(images, None) if `path` is a complete, intact cache of `key`, else (None, what is wrong).
+
+    The pixels are checked by reading the file, not through the returned memory map, so a checked
+    cache takes no memory in this process until its images are used."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as file:
@@ -126,10 +132,9 @@ def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> tuple[torch.Tens
     expected = HEADER_BYTES + math.prod(shape)
     if size != expected:
         return None, f"truncated or padded ({size} bytes, expected {expected})"
-    pixels = np.memmap(path, dtype=np.uint8, mode="c", offset=HEADER_BYTES, shape=shape)
-    if _crc32(pixels) != checksum:
+    if check_pixels and _file_crc32(path, HEADER_BYTES) != checksum:
         return None, "corrupt (its checksum does not match)"
-    return torch.from_numpy(pixels), None
+    return torch.from_numpy(np.memmap(path, dtype=np.uint8, mode="c", offset=HEADER_BYTES, shape=shape)), None
 
 
 def write_cache(path: Path, key: str, image_paths: Sequence[Path], image_size: Sequence[int], num_workers: int) -> None:
@@ -185,9 +190,12 @@ def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
 
 
-def _crc32(pixels: np.ndarray) -> int:
-    flat = pixels.reshape(-1)
-    checksum = 0
-    for start in range(0, flat.size, CHECKSUM_CHUNK):
-        checksum = zlib.crc32(flat[start : start + CHECKSUM_CHUNK], checksum)
+def _file_crc32(path: Path, offset: int) -> int:
+    """The CRC-32 of the file's bytes from `offset` on, read in chunks into one buffer."""
+    checksum, buffer = 0, bytearray(CHECKSUM_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as file:
+        file.seek(offset)
+        while count := file.readinto(buffer):
+            checksum = zlib.crc32(view[:count], checksum)
     return checksum
