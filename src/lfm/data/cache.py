@@ -164,10 +164,9 @@ def write_cache(path: Path, key: str, image_paths: Sequence[Path], image_size: S
             header = json.dumps(
                 {"key": key, "shape": list(shape), "crc32": checksum, "format_version": FORMAT_VERSION}
             ).encode()
+            # no fsync: a file torn by a crash fails its checksum when read, and is rebuilt
             file.seek(0)
             file.write(MAGIC + len(header).to_bytes(8, "little") + header)
-            file.flush()
-            os.fsync(file.fileno())
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
