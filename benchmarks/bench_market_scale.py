@@ -27,7 +27,7 @@ projection of a 60-epoch run on a GPU: the GPU's plain-loop speed (--gpu-floor; 
 No ImageNet weights are needed: the randomly initialised backbone's state dict is saved to a temporary file and
 passed as model.pretrained=<file> (the recipe's loading path; weights do not change speed).
 
-Run: .venv/bin/python benchmarks/bench_market_scale.py [--steps 10] [--test-images 2000] [--attack-queries 64]
+Run: .venv/bin/python benchmarks/bench_market_scale.py [--steps 10] [--test-images 3000] [--attack-queries 200]
 `--quick` runs every phase at tiny sizes (ResNet-18, 64 x 32, a 2% dataset in a temporary folder), for a test.
 """
 
@@ -77,7 +77,7 @@ class Sizes:
     scratch_data: bool = False  # generate the data in the temporary folder (a scaled dataset)
 
 
-FULL = Sizes((), 10, 2000, 64, 16, 2)
+FULL = Sizes((), 10, 3000, 200, 16, 2)
 QUICK = Sizes(
     (
         "model.backbone=resnet18",
@@ -384,16 +384,23 @@ def rehearse(sizes: Sizes, scratch: Path) -> Rehearsal:
     return Rehearsal(phases, ratio, len(data.train_set), cache_gb, rows)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> list[Phase]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (ResNet-18, 64 x 32, 2%% of the data)")
     parser.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         help=f"training steps (default {FULL.steps}; src/train.py times all but the first 3, the plain loop all but 5)",
     )
-    parser.add_argument("--test-images", type=int, help=f"test images to extract (default {FULL.test_images})")
-    parser.add_argument("--attack-queries", type=int, help=f"queries attacked (default {FULL.attack_queries})")
+    parser.add_argument("--test-images", type=positive_int, help=f"test images to extract (default {FULL.test_images})")
+    parser.add_argument("--attack-queries", type=positive_int, help=f"queries attacked (default {FULL.attack_queries})")
     parser.add_argument("--gpu-floor", type=float, default=GPU_FLOOR, help="the GPU's plain-loop images/s")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
