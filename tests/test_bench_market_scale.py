@@ -22,6 +22,7 @@ def test_peak_memory_is_measured_per_phase(bench):
     assert large - small > 0.15
 
 
+@pytest.mark.slow  # about 15 s: a benchmark's self-test, run by `make test-slow`
 def test_quick_run_prints_every_phase_beside_its_bound(bench, capsys):
     phases = bench.main(["--quick"])
     out = capsys.readouterr().out

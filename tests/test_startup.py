@@ -11,7 +11,9 @@ from helpers import PROJECT_ROOT, assert_one_line_error, run_entry_point
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
-        (("model.lfm.after=not_a_layer",), ("model.lfm.after", "not_a_layer", "layer1")),
+        pytest.param(
+            ("model.lfm.after=not_a_layer",), ("model.lfm.after", "not_a_layer", "layer1"), marks=pytest.mark.slow
+        ),
         (("model.optimizer.name=bogus",), ("model.optimizer.name", "bogus")),
         (("trainer.precision=bogus",), ("invalid trainer setting", "bogus")),
         (("callbacks=lfm_warmup", "callbacks.lfm.after=not_a_layer"), ("callbacks.lfm.after", "not_a_layer")),
