@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import PROJECT_ROOT, TINY_SCALE, run_entry_point
+from helpers import PROJECT_ROOT, TINY_TRAIN, run_entry_point
 from hydra import compose, initialize_config_dir
 
 
@@ -13,13 +13,7 @@ def test_multirun_survives_a_failing_job_and_closes_each_wandb_run(tmp_path):
     result = run_entry_point(
         "train.py",
         "-m",
-        "experiment=lfm_resnet18_synthetic",
-        "debug=fast",
-        f"data.synthetic.scale={TINY_SCALE}",
-        "data.image_size=[64,32]",
-        "data.val_ids=3",
-        "logger.wandb.mode=offline",
-        "model.lfm.after=layer1",
+        *(override for override in TINY_TRAIN if not override.startswith("model.lfm.mask_ratio=")),
         "test=false",
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.sweep.dir={sweep_dir}",
