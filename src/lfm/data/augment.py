@@ -4,15 +4,21 @@ Each function draws from an explicit `generator` on the batch's device and repro
 distribution of the per-image torchvision transform of the PIL pipeline (lfm.data.transforms):
 pad + random crop (`v2.Pad` + `v2.RandomCrop`), horizontal flip, `v2.RandomErasing` and
 Cutout. The first two act on uint8 images; erasing and Cutout on the float images in [0, 1].
+A user's batch transforms (`data.batch_transforms`) come last, called as `transform(images, generator)`.
 """
 
+import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
 from lfm.errors import InputError
+from lfm.targets import TARGET_KEY, build
+
+# A user's batch transform: float batch [B, C, H, W] in [0, 1] and the augmentation's generator -> the batch
+BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -198,11 +204,62 @@ def batch_cutout(images: torch.Tensor, settings: CutoutSettings, generator: torc
     return images.masked_fill(cut, 0)
 
 
+def build_batch_transforms(entries: Mapping | None) -> dict[str, BatchTransform]:
+    """The transforms of `data.batch_transforms` ({label: {_target_: import path, its keyword
+    arguments}}), built in the mapping's order by lfm.targets.build; null entries are off."""
+    if entries is None:
+        return {}
+    if not isinstance(entries, Mapping):
+        raise InputError(
+            f"data.batch_transforms must map labels to {{{TARGET_KEY}: import path, ...}} entries, got {entries!r}"
+        )
+    transforms = {}
+    for label, entry in entries.items():
+        if entry is not None:
+            transforms[label] = _checked_transform(build(entry, f"data.batch_transforms.{label}"), label, entry)
+    return transforms
+
+
+def _checked_transform(transform, label: str, entry: Mapping) -> BatchTransform:
+    """`transform` if it can be called as transform(images, generator)."""
+    where = f"data.batch_transforms.{label}: {entry[TARGET_KEY]} built a {type(transform).__name__}"
+    if not callable(transform):
+        raise InputError(f"{where}, which cannot be called; build an object called as transform(images, generator)")
+    try:
+        signature = inspect.signature(transform)
+    except (TypeError, ValueError):  # some builtins have no signature: the first batch checks
+        return transform
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise InputError(
+            f"{where} that takes ({', '.join(signature.parameters)}); it is called as transform(images, generator)"
+        ) from None
+    return transform
+
+
+def apply_batch_transforms(
+    transforms: Mapping[str, BatchTransform], images: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Each transform in turn on the float batch, each given `generator`; each must return the batch."""
+    for label, transform in transforms.items():
+        output = transform(images, generator)
+        if not isinstance(output, torch.Tensor) or output.shape != images.shape:
+            got = f"shape {list(output.shape)}" if isinstance(output, torch.Tensor) else f"a {type(output).__name__}"
+            raise InputError(
+                f"data.batch_transforms.{label} returned {got}; return the batch (a tensor of its shape "
+                f"{list(images.shape)})"
+            )
+        images = output
+    return images
+
+
 class BatchAugmentation:
     """The training augmentation of the tensor pipeline: uint8 batch in, float batch in [0, 1] out.
 
     Pad + random crop and flip (as the PIL pipeline's `v2.Pad`, `v2.RandomCrop`,
-    `v2.RandomHorizontalFlip`), conversion to float, then Random Erasing and Cutout if set.
+    `v2.RandomHorizontalFlip`), conversion to float, then Random Erasing and Cutout if set, then
+    the `batch_transforms` (see build_batch_transforms) in order, all from one generator.
     """
 
     def __init__(
@@ -211,10 +268,12 @@ class BatchAugmentation:
         flip: bool = True,
         random_erasing: RandomErasingSettings | None = None,
         cutout: CutoutSettings | None = None,
+        batch_transforms: Mapping[str, BatchTransform] | None = None,
     ):
         if pad < 0:
             raise InputError(f"data.pad must be >= 0, got {pad}")
         self.pad, self.flip, self.random_erasing, self.cutout = pad, flip, random_erasing, cutout
+        self.batch_transforms = dict(batch_transforms or {})
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.pad > 0:
@@ -226,4 +285,4 @@ class BatchAugmentation:
             images = batch_random_erasing(images, self.random_erasing, generator)
         if self.cutout is not None:
             images = batch_cutout(images, self.cutout, generator)
-        return images
+        return apply_batch_transforms(self.batch_transforms, images, generator)

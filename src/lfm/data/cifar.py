@@ -152,6 +152,7 @@ class CIFARDataModule(ImageDataModule):
         synthetic: Mapping | None = None,
         random_erasing: Mapping | None = None,
         cutout: Mapping | None = None,
+        batch_transforms: Mapping | None = None,
         pipeline: str = "tensor",
     ):
         super().__init__()
@@ -167,7 +168,7 @@ class CIFARDataModule(ImageDataModule):
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.synthetic = dict(synthetic) if synthetic else None
         self.pipeline = pipeline
-        self.set_up_augmentation(IMAGE_SIZE, pad, flip, random_erasing, cutout, seed)
+        self.set_up_augmentation(IMAGE_SIZE, pad, flip, random_erasing, cutout, batch_transforms, seed)
         self.eval_transform = eval_transform(IMAGE_SIZE)
         self.train_set = self.val_set = self.test_set = None
 

@@ -35,7 +35,9 @@ class ReIDDataModule(ImageDataModule):
     (used for checkpoint selection, so the test split is never used to pick a model).
     `synthetic` ({"preset": name, "seed": int, "scale": fraction of the preset's identities})
     generates that dataset at `root` on first use. `random_erasing` ({p, scale, ratio, value})
-    and `cutout` ({p, size}) add those input regularizers to the training augmentation.
+    and `cutout` ({p, size}) add those input regularizers to the training augmentation;
+    `batch_transforms` ({label: {_target_: import path, keyword arguments}}) adds the user's own
+    after them (lfm.data.augment.build_batch_transforms), on training batches only.
 
     `published_counts` names the real dataset whose published counts the data at `root` should have
     (see lfm.data.summary): the first setup prints the dataset summary, with a warning per count that
@@ -67,6 +69,7 @@ class ReIDDataModule(ImageDataModule):
         synthetic: Mapping | None = None,
         random_erasing: Mapping | None = None,
         cutout: Mapping | None = None,
+        batch_transforms: Mapping | None = None,
         pipeline: str = "tensor",
         cache_dir: str | None = None,
         cache_max_memory: float = 0.5,
@@ -106,7 +109,7 @@ class ReIDDataModule(ImageDataModule):
         scaled = self.synthetic is not None and self.synthetic.get("scale", 1.0) != 1.0
         self.published = None if scaled else published
         self.summary_shown = False
-        self.set_up_augmentation(self.image_size, pad, flip, random_erasing, cutout, seed)
+        self.set_up_augmentation(self.image_size, pad, flip, random_erasing, cutout, batch_transforms, seed)
         self.train_set: ReIDImageDataset | None = None
         self.val_set: ReIDImageDataset | None = None
         self.test_set: ReIDImageDataset | None = None

@@ -8,7 +8,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lfm.data.augment import BatchAugmentation, CutoutSettings, RandomErasingSettings
+from lfm.data.augment import (
+    BatchAugmentation,
+    CutoutSettings,
+    RandomErasingSettings,
+    apply_batch_transforms,
+    build_batch_transforms,
+)
 from lfm.data.batching import PIPELINES, AugmentationGenerator, TensorBatches, trainer_batches
 from lfm.data.transforms import train_transform
 from lfm.errors import InputError
@@ -41,14 +47,18 @@ class ImageDataModule(L.LightningDataModule):
         flip: bool,
         random_erasing: Mapping | None,
         cutout: Mapping | None,
+        batch_transforms: Mapping | None,
         seed: int,
     ) -> None:
         """The training augmentation: `augmentation` (the tensor pipeline's, on the model's
-        device) and `train_transform` (the PIL pipeline's), with the same distributions; and
-        `augment_generator`, the seeded generator of the former."""
+        device) and `train_transform` (the PIL pipeline's), with the same distributions; the
+        user's `batch_transforms` (built now, so a bad entry fails before any data is read); and
+        `augment_generator`, the seeded generator the tensor augmentation and the batch transforms
+        draw from."""
         random_erasing = RandomErasingSettings.from_config(random_erasing) if random_erasing is not None else None
         cutout = CutoutSettings.from_config(cutout) if cutout is not None else None
-        self.augmentation = BatchAugmentation(pad, flip, random_erasing, cutout)
+        self.batch_transforms = build_batch_transforms(batch_transforms)
+        self.augmentation = BatchAugmentation(pad, flip, random_erasing, cutout, self.batch_transforms)
         self.train_transform = train_transform(image_size, pad, flip, random_erasing, cutout)
         self.augment_generator = AugmentationGenerator(seed)
 
@@ -84,6 +94,14 @@ class ImageDataModule(L.LightningDataModule):
         random state, which checkpoints carry, so a resumed run draws the same augmentations.
         """
         return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, **options)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """PIL pipeline: the batch transforms on each training batch, once it is on the model's
+        device (the tensor pipeline applies them in its augmentation)."""
+        if self.pipeline == "pil" and self.batch_transforms and self.trainer is not None and self.trainer.training:
+            generator = self.augment_generator.get(batch["image"].device, self.trainer.global_rank)
+            batch["image"] = apply_batch_transforms(self.batch_transforms, batch["image"], generator)
+        return batch
 
     def state_dict(self) -> dict:
         return self.augment_generator.state_dict()
