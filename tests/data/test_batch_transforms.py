@@ -177,7 +177,7 @@ def test_the_pil_pipeline_transforms_training_batches_on_their_device(tiny_marke
     assert generator is datamodule.augment_generator.generator
 
 
-def test_null_entries_are_off(tiny_market, seen):
+def test_null_entries_are_off(tiny_market):
     datamodule = make_datamodule(tiny_market, batch_transforms={"mine": None})
     assert datamodule.batch_transforms == {}
 
