@@ -98,7 +98,7 @@ def test_official_preset_reproduces_the_released_code():
 def test_lfm_presets_set_every_masking_argument():
     for preset in ("paper", "official"):
         lfm = resolved(compose_config("train", f"lfm={preset}"))["model"]["lfm"]
-        assert set(lfm) == {"after", *MASKING_KEYS}
+        assert set(lfm) == {"_target_", "after", *MASKING_KEYS}
 
 
 def test_lfm_knobs_from_the_command_line():

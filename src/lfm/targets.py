@@ -6,6 +6,7 @@ included). Its entry is checked before anything is built: the import path resolv
 arguments fit its signature, and (given `kind`) a class target is a subclass of `kind`.
 """
 
+import functools
 import importlib
 import inspect
 from collections.abc import Mapping
@@ -57,6 +58,16 @@ def locate(path: Any, key: str) -> Any:
     )
 
 
+def target_name(value: Any) -> str:
+    """A short name for a config value that may be an entry: its target's name (the last part of its
+    import path), else the value itself. The config resolver `lfm.name`, e.g. in run names:
+    `${lfm.name:${model.backbone}}` is resnet50 for `resnet50` and MyNet for `{_target_: mypackage.MyNet}`."""
+    return str(value[TARGET_KEY]).rsplit(".", 1)[-1] if has_target(value) else str(value)
+
+
+OmegaConf.register_new_resolver("lfm.name", target_name, replace=True)
+
+
 def public_name(kind: type) -> str:
     """The shortest import path of a class, e.g. torch.nn.Module (not torch.nn.modules.module.Module)."""
     parts = kind.__module__.split(".")
@@ -104,19 +115,33 @@ def check_target(entry: Mapping | DictConfig, key: str, kind: type | None = None
 
 
 def build(entry: Mapping | DictConfig, key: str, kind: type | None = None, **extra: Any) -> Any:
-    """Build the entry at config key `key` with Hydra's `instantiate` (nested `_target_`s, `_partial_`
-    included; containers passed as plain lists and dicts), `extra` added to its keyword arguments.
-    With `kind`, the result must be an instance of it."""
+    """Build the entry at config key `key` as Hydra's `instantiate` does (nested `_target_`s and
+    `_partial_` included; containers passed as plain lists and dicts), with `extra` added to its
+    keyword arguments (any Python objects). With `kind`, the result must be an instance of it."""
     check_target(entry, key, kind, **extra)
-    path = entry[TARGET_KEY]
+    settings = _plain(entry)
+    path = settings[TARGET_KEY]
+    partial = settings.pop("_partial_", False)
     try:
-        built = instantiate(_plain(entry), _convert_="all", **extra)
-    except InstantiationException as error:
-        cause = error.__cause__ or error
-        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise InputError(f"{key}: building {path} failed ({type(cause).__name__}: {message})") from None
+        factory = instantiate({**settings, "_partial_": True}, _convert_="all")
+    except InstantiationException as error:  # a nested entry failed
+        raise _setting_error(key, path, error.__cause__ or error) from None
+    if partial:
+        return functools.partial(factory, **extra)
+    try:
+        built = factory(**extra)
+    except InputError:  # the target checks its own arguments and names their keys
+        raise
+    except (TypeError, ValueError, AssertionError) as error:
+        raise _setting_error(key, path, error) from None
     if kind is not None and not isinstance(built, kind):
-        raise InputError(
-            f"{key}.{TARGET_KEY}={path} built a {type(built).__name__}, not a {public_name(kind)}"
-        )
+        raise InputError(f"{key}.{TARGET_KEY}={path} built a {type(built).__name__}, not a {public_name(kind)}")
     return built
+
+
+def _setting_error(key: str, path: str, cause: BaseException) -> InputError:
+    if isinstance(cause, InputError):
+        return cause
+    text = str(cause).strip()
+    message = text.splitlines()[0] if text else type(cause).__name__
+    return InputError(f"invalid {key} setting: {message} ({path})")

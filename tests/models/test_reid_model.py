@@ -66,7 +66,7 @@ def test_lfm_output_is_what_the_next_layer_sees():
         ({**PAPER_LFM, "fill": "purple"}, "fill"),
         ({**PAPER_LFM, "after": "layer9"}, "model.lfm.after: unknown insertion point 'layer9'"),
         ({**PAPER_LFM, "after": ""}, "model.lfm.after"),
-        ({**PAPER_LFM, "colour": 1}, "invalid model.lfm setting"),
+        ({**PAPER_LFM, "colour": 1}, "model.lfm: lfm.masking.LocalFeatureMasking does not take these arguments"),
     ],
 )
 def test_bad_lfm_settings_name_the_key(lfm, message):

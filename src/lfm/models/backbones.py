@@ -1,15 +1,17 @@
-"""CNN backbones as feature extractors: torchvision's, IBN-Net-a ResNets and any timm CNN
-(`timm:<name>`), with optional ImageNet weights (lfm.models.weights).
+"""CNN backbones as feature extractors: torchvision's, IBN-Net-a ResNets, any timm CNN
+(`timm:<name>`) and a user's network (an entry `{_target_: <import path>, <keyword arguments>}`),
+with optional ImageNet weights (lfm.models.weights) or weights from a file.
 
 Submodule names are those of the library each comes from, so insertion points and pretrained
 weights use the names people know: ResNets (torchvision and IBN-a) expose conv1, bn1, relu,
 maxpool, layer1..layer4 (blocks layer1.0, ...); torchvision's other families expose their
 `features` stack (features.0, features.1, ...); a timm model keeps all of timm's names (its
 stages are listed in its `feature_info`: layer1..layer4 for ResNets, s1..s4 for RegNets,
-stages.0..3 for ConvNeXt, blocks.0..6 for EfficientNets).
+stages.0..3 for ConvNeXt, blocks.0..6 for EfficientNets); a user's network keeps its own names.
 """
 
 import difflib
+from collections.abc import Mapping
 from itertools import chain
 from pathlib import Path
 
@@ -20,11 +22,13 @@ from torch import nn
 from lfm.errors import InputError
 from lfm.models.ibn import IBN_A_RESNETS, use_ibn_a
 from lfm.models.weights import TIMM_PREFIX, fetch_imagenet_weights, import_timm, read_weights
+from lfm.targets import TARGET_KEY, build, has_target
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 FEATURE_STACKS = ("mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vgg16_bn")
 BACKBONES = RESNETS + tuple(IBN_A_RESNETS) + FEATURE_STACKS
 CLASSIFIER_KEYS = ("fc.", "classifier.")
+BACKBONE_KEY = "model.backbone"
 
 
 class ResNetFeatures(nn.Module):
@@ -96,24 +100,46 @@ def remove_first_downsampling(stage: nn.Module) -> bool:
     return True
 
 
-def _feature_map_channels(model: nn.Module, name: str) -> int:
+def backbone_label(backbone: str | Mapping) -> str:
+    """How messages name a backbone: its name, or a user's network's import path."""
+    return str(backbone[TARGET_KEY]) if has_target(backbone) else str(backbone)
+
+
+def _feature_map_channels(model: nn.Module, label: str) -> int:
     """The channels of `model`'s output, from a forward pass on the meta device (shapes only,
-    no computation); refuses a model whose output is not a [B, C, h, w] map."""
-    size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    no computation) on a 224 x 224 stand-in (timm: the model's own input size); refuses a model
+    whose output is not a [B, C, h, w] map."""
+    size = tuple(getattr(model, "pretrained_cfg", {}).get("input_size", (3, 224, 224)))
     tensors = chain(model.named_parameters(), model.named_buffers())
     stand_ins = {key: torch.empty_like(value, device="meta") for key, value in tensors}
     try:
         with torch.no_grad():
             output = torch.func.functional_call(model, stand_ins, (torch.empty(2, *size, device="meta"),))
     except Exception as error:  # any failure of a third-party forward pass means: not usable here
-        raise InputError(f"{TIMM_PREFIX}{name} cannot run as a backbone (key model.backbone): {error}") from None
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{label} cannot run as a backbone (key {BACKBONE_KEY}): {message}") from None
     if not isinstance(output, torch.Tensor) or output.dim() != 4:
         shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise InputError(
-            f"{TIMM_PREFIX}{name} is not a CNN: its features are {shape}, not a [B, C, h, w] map "
-            f"(key model.backbone); choose a convolutional timm model (ResNet, RegNet, EfficientNet, ConvNeXt, ...)"
+            f"{label} is not a CNN: its features are {shape}, not a [B, C, h, w] map (key {BACKBONE_KEY}); "
+            f"choose a convolutional network (ResNet, RegNet, EfficientNet, ConvNeXt, ...) without pooling and head"
         )
     return output.shape[1]
+
+
+def build_target_backbone(entry: Mapping, last_stride: int = 2) -> nn.Module:
+    """A user's network from `model.backbone={_target_: ..., <keyword arguments>}`: an nn.Module whose
+    forward maps images [B, 3, H, W] to a [B, C, h, w] feature map (no pooling, no head). Its width C
+    is its `out_channels` attribute if it has one, else found as for timm (a meta-device forward)."""
+    if last_stride != 2:
+        raise InputError(
+            f"model.last_stride=1 needs a named backbone ({list(RESNETS)}, timm:<name>); a {TARGET_KEY} backbone "
+            f"sets its own strides: set model.last_stride=2"
+        )
+    backbone = build(entry, BACKBONE_KEY, nn.Module)
+    if not isinstance(getattr(backbone, "out_channels", None), int):
+        backbone.out_channels = _feature_map_channels(backbone, backbone_label(entry))
+    return backbone
 
 
 def build_timm_backbone(name: str, last_stride: int = 2) -> nn.Module:
@@ -131,7 +157,7 @@ def build_timm_backbone(name: str, last_stride: int = 2) -> nn.Module:
         model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
     except (TypeError, ValueError, RuntimeError, AssertionError) as error:
         raise InputError(f"cannot build {TIMM_PREFIX}{name} (key model.backbone): {error}") from None
-    model.out_channels = _feature_map_channels(model, name)
+    model.out_channels = _feature_map_channels(model, f"{TIMM_PREFIX}{name}")
     stages = model.feature_info
     halves = len(stages) >= 2 and stages[-1]["reduction"] == 2 * stages[-2]["reduction"]
     if last_stride == 1 and not (halves and remove_first_downsampling(model.get_submodule(stages[-1]["module"]))):
@@ -143,11 +169,13 @@ def build_timm_backbone(name: str, last_stride: int = 2) -> nn.Module:
     return model
 
 
-def build_backbone(name: str, last_stride: int = 2) -> nn.Module:
-    """The feature extractor `name` (see BACKBONES, or `timm:<timm model name>`), with an
-    `out_channels` attribute."""
+def build_backbone(name: str | Mapping, last_stride: int = 2) -> nn.Module:
+    """The feature extractor `name` (see BACKBONES, `timm:<timm model name>`, or an entry with
+    `_target_`: build_target_backbone), with an `out_channels` attribute."""
     if last_stride not in (1, 2):
         raise InputError(f"model.last_stride must be 1 or 2, got {last_stride}")
+    if isinstance(name, Mapping):
+        return build_target_backbone(name, last_stride)
     if name.startswith(TIMM_PREFIX):
         return build_timm_backbone(name.removeprefix(TIMM_PREFIX), last_stride)
     if name not in BACKBONES:
@@ -162,12 +190,13 @@ def build_backbone(name: str, last_stride: int = 2) -> nn.Module:
     return FeatureStackFeatures(name)
 
 
-def use_small_input_stem(backbone: nn.Module, name: str) -> None:
+def use_small_input_stem(backbone: nn.Module, name: str | Mapping) -> None:
     """The CIFAR ResNet stem: conv1 3x3 stride 1 and no max-pool, for 32 x 32 inputs."""
     resnets = RESNETS + tuple(IBN_A_RESNETS)
-    if name not in resnets:
+    if isinstance(name, Mapping) or name not in resnets:
         raise InputError(
-            f"model.small_input is only available for ResNets ({list(resnets)}), not {name}; set model.small_input=false"
+            f"model.small_input is only available for ResNets ({list(resnets)}), not {backbone_label(name)}; "
+            f"set model.small_input=false"
         )
     backbone.conv1 = nn.Conv2d(3, backbone.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     backbone.maxpool = nn.Identity()
@@ -180,11 +209,17 @@ def _classifier_keys(backbone: nn.Module) -> tuple[str, ...]:
     return CLASSIFIER_KEYS + tuple(f"{name}." for name in names)
 
 
-def load_pretrained(backbone: nn.Module, name: str, pretrained: bool | str) -> None:
+def load_pretrained(backbone: nn.Module, name: str | Mapping, pretrained: bool | str) -> None:
     """Load ImageNet weights (`True`: from the library's cache, downloaded there on first use)
     or the weights in a file (a path)."""
     if pretrained is False or pretrained is None:
         return
+    if isinstance(name, Mapping) and pretrained is True:
+        raise InputError(
+            f"model.pretrained=true: there are no ImageNet weights to download for {backbone_label(name)} "
+            f"(a {TARGET_KEY} backbone); set model.pretrained=/path/to/weights.pth or model.pretrained=false"
+        )
+    name = backbone_label(name)
     path = fetch_imagenet_weights(name) if pretrained is True else Path(str(pretrained)).expanduser()
     if not path.is_file():
         raise InputError(

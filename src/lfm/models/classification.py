@@ -22,16 +22,25 @@ class ClassificationNet(BackboneNet):
 
     def __init__(
         self,
-        backbone: str,
+        backbone: str | Mapping,
         num_classes: int,
         lfm: Mapping | None = None,
         pretrained: bool | str = False,
         small_input: bool = True,
         dropout2d: Mapping | None = None,
         dropblock: Mapping | None = None,
+        regularizers: Mapping | None = None,
     ):
         super().__init__(
-            backbone, CIFAR_MEAN, CIFAR_STD, pretrained, lfm, dropout2d, dropblock, small_input=small_input
+            backbone,
+            CIFAR_MEAN,
+            CIFAR_STD,
+            pretrained,
+            lfm,
+            dropout2d,
+            dropblock,
+            small_input=small_input,
+            regularizers=regularizers,
         )
         self.classifier = nn.Linear(self.backbone.out_channels, num_classes)
 
@@ -45,13 +54,14 @@ class ClassificationModule(L.LightningModule):
     def __init__(
         self,
         *,
-        backbone: str,
+        backbone: str | Mapping,
         num_classes: int,
         lfm: Mapping | None = None,
         pretrained: bool | str = False,
         small_input: bool = True,
         dropout2d: Mapping | None = None,
         dropblock: Mapping | None = None,
+        regularizers: Mapping | None = None,
         label_smoothing: float = 0.0,
         optimizer: Mapping,
         scheduler: Mapping,
@@ -59,7 +69,9 @@ class ClassificationModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         check_label_smoothing(label_smoothing)
-        self.net = ClassificationNet(backbone, num_classes, lfm, pretrained, small_input, dropout2d, dropblock)
+        self.net = ClassificationNet(
+            backbone, num_classes, lfm, pretrained, small_input, dropout2d, dropblock, regularizers
+        )
         self.accuracy = nn.ModuleDict({"val": SampleAccuracy(), "test": SampleAccuracy()})
         self.test_results: dict = {}
 

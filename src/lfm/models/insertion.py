@@ -32,8 +32,9 @@ def _unknown_name_message(model: nn.Module, name: str) -> str:
     return f"unknown insertion point {name!r} for {type(model).__name__}; valid names: {shallow}{example}"
 
 
-def insert_after(model: nn.Module, name: str, module: nn.Module) -> RemovableHandle:
-    """Apply `module` to the output of `model`'s submodule `name` on every forward.
+def insert_after(model: nn.Module, name: str, module: nn.Module, training_only: bool = False) -> RemovableHandle:
+    """Apply `module` to the output of `model`'s submodule `name` on every forward (with
+    `training_only`, only while `module` is in training mode: it is skipped in evaluation).
 
     The caller keeps `module` registered somewhere in the model (so `.train()`, `.eval()`
     and `.to()` reach it). Returns the hook handle; `handle.remove()` undoes the insertion.
@@ -41,13 +42,17 @@ def insert_after(model: nn.Module, name: str, module: nn.Module) -> RemovableHan
     submodules = dict(model.named_modules())
     if not name or name not in submodules:
         raise ValueError(_unknown_name_message(model, name))
+    if training_only:
+        return submodules[name].register_forward_hook(
+            lambda _module, _inputs, output: module(output) if module.training else None
+        )
     return submodules[name].register_forward_hook(lambda _module, _inputs, output: module(output))
 
 
 def insert_after_each(
-    model: nn.Module, names: Sequence[str], make_module
+    model: nn.Module, names: Sequence[str], make_module, training_only: bool = False
 ) -> tuple[nn.ModuleDict, list[RemovableHandle]]:
-    """Insert a fresh `make_module()` after each named submodule.
+    """Insert a fresh `make_module()` after each named submodule (see `insert_after`).
 
     Returns the inserted modules keyed by insertion point ('.' written as '__', since
     ModuleDict keys cannot hold dots) and the hook handles.
@@ -58,6 +63,6 @@ def insert_after_each(
     handles = []
     for name in names:
         module = make_module()
-        handles.append(insert_after(model, name, module))
+        handles.append(insert_after(model, name, module, training_only))
         modules[name.replace(".", "__")] = module
     return modules, handles

@@ -26,7 +26,7 @@ class ReIDNet(BackboneNet):
 
     def __init__(
         self,
-        backbone: str,
+        backbone: str | Mapping,
         num_classes: int,
         lfm: Mapping | None = None,
         pretrained: bool | str = False,
@@ -35,9 +35,18 @@ class ReIDNet(BackboneNet):
         dropout: float = 0.5,
         dropout2d: Mapping | None = None,
         dropblock: Mapping | None = None,
+        regularizers: Mapping | None = None,
     ):
         super().__init__(
-            backbone, IMAGENET_MEAN, IMAGENET_STD, pretrained, lfm, dropout2d, dropblock, last_stride=last_stride
+            backbone,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            pretrained,
+            lfm,
+            dropout2d,
+            dropblock,
+            last_stride=last_stride,
+            regularizers=regularizers,
         )
         self.head = ReIDHead(self.backbone.out_channels, num_classes, embedding_dim, dropout)
 
@@ -68,7 +77,7 @@ class ReIDModule(L.LightningModule):
     def __init__(
         self,
         *,
-        backbone: str,
+        backbone: str | Mapping,
         num_classes: int,
         lfm: Mapping | None = None,
         pretrained: bool | str = False,
@@ -77,6 +86,7 @@ class ReIDModule(L.LightningModule):
         dropout: float = 0.5,
         dropout2d: Mapping | None = None,
         dropblock: Mapping | None = None,
+        regularizers: Mapping | None = None,
         label_smoothing: float = 0.0,
         triplet_weight: float = 0.0,
         triplet_margin: float = 0.3,
@@ -97,7 +107,16 @@ class ReIDModule(L.LightningModule):
             raise InputError(f"model.triplet_weight must be >= 0, got {triplet_weight}")
         rerank_settings = check_evaluation_settings(distance=distance, ap=ap, rerank_settings=rerank_settings)
         self.net = ReIDNet(
-            backbone, num_classes, lfm, pretrained, last_stride, embedding_dim, dropout, dropout2d, dropblock
+            backbone,
+            num_classes,
+            lfm,
+            pretrained,
+            last_stride,
+            embedding_dim,
+            dropout,
+            dropout2d,
+            dropblock,
+            regularizers,
         )
         if channels_last:
             self.net.to(memory_format=torch.channels_last)

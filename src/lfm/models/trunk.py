@@ -13,14 +13,16 @@ from lfm.models.regularizers import attach_feature_regularizers
 class BackboneNet(nn.Module):
     """Images in [0, 1] -> normalisation by `mean` and `std` -> backbone -> pooled features.
 
-    The backbone gets its pretrained weights, then (with `small_input`) the CIFAR stem, then
-    the feature regularizers `lfm`, `dropout2d` and `dropblock` (None = off). ReIDNet and
-    ClassificationNet put their heads on `pooled_features`.
+    The backbone (a name, or an entry with `_target_`: lfm.models.backbones.build_backbone) gets
+    its pretrained weights, then (with `small_input`) the CIFAR stem, then the feature
+    regularizers: the entries of `regularizers` and the built-in `lfm`, `dropout2d` and
+    `dropblock` (None = off; lfm.models.regularizers). ReIDNet and ClassificationNet put their
+    heads on `pooled_features`.
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: str | Mapping,
         mean: Sequence[float],
         std: Sequence[float],
         pretrained: bool | str,
@@ -29,6 +31,7 @@ class BackboneNet(nn.Module):
         dropblock: Mapping | None,
         last_stride: int = 2,
         small_input: bool = False,
+        regularizers: Mapping | None = None,
     ):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -38,7 +41,7 @@ class BackboneNet(nn.Module):
         if small_input:
             use_small_input_stem(self.backbone, backbone)
         self.regularizers = attach_feature_regularizers(
-            self.backbone, lfm=lfm, dropout2d=dropout2d, dropblock=dropblock
+            self.backbone, regularizers, lfm=lfm, dropout2d=dropout2d, dropblock=dropblock
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
 

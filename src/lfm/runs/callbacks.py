@@ -10,7 +10,8 @@ from lightning.pytorch.callbacks import Callback
 
 from lfm.errors import InputError
 from lfm.masking import LocalFeatureMasking
-from lfm.models.regularizers import attach_feature_regularizer
+from lfm.models.regularizers import BUILT_IN_REGULARIZERS, attach_feature_regularizer
+from lfm.targets import TARGET_KEY
 
 CONFIG_KEY = "callbacks.lfm"
 
@@ -65,7 +66,8 @@ class LocalFeatureMaskingCallback(Callback):
             raise InputError(
                 f"{CONFIG_KEY}.backbone={self.backbone!r} is not a submodule of {type(pl_module).__name__}"
             ) from None
-        self.modules = attach_feature_regularizer(backbone, "lfm", {"after": self.after, **self.settings}, CONFIG_KEY)
+        entry = {TARGET_KEY: BUILT_IN_REGULARIZERS["lfm"], "after": self.after, **self.settings}
+        self.modules = attach_feature_regularizer(backbone, entry, CONFIG_KEY)
         pl_module.lfm_callback = self.modules
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

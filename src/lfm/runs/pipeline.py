@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,7 +21,7 @@ from lfm.metrics.features_file import save_features
 from lfm.models.classification import ClassificationModule
 from lfm.models.optimization import build_optimizer
 from lfm.models.reid import RANKING_KEYS, ReIDModule, check_evaluation_settings
-from lfm.runs.callbacks import LocalFeatureMaskingCallback, MaskedFractionMonitor, TrainingSpeedMonitor
+from lfm.runs.callbacks import LocalFeatureMaskingCallback
 from lfm.runs.outputs import (
     build_loggers,
     claim_run_dir,
@@ -30,7 +30,7 @@ from lfm.runs.outputs import (
     save_run_info,
     unfinished_run_checkpoint,
 )
-from lfm.runs.randomness import RandomStateCallback
+from lfm.targets import build
 
 # task (config key `task`) -> (DataModule, LightningModule, metric that picks the best checkpoint)
 TASKS = {
@@ -113,12 +113,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
         raise InputError(f"invalid trainer setting: {error}") from None
 
 
-def build_lfm_callback(cfg: DictConfig) -> LocalFeatureMaskingCallback | None:
-    """The LFM callback of `callbacks.lfm`, if the config has one."""
-    settings = cfg.get("callbacks", {}).get("lfm")
-    if settings is None:
-        return None
-    return LocalFeatureMaskingCallback(**OmegaConf.to_container(settings, resolve=True))
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The callbacks of the `callbacks.<label>` entries that are on (not null), each built from its `_target_`."""
+    entries = cfg.get("callbacks") or {}
+    return [build(entry, f"callbacks.{label}", Callback) for label, entry in entries.items() if entry is not None]
 
 
 @contextmanager
@@ -140,8 +138,8 @@ def check_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
 
 
 def check_config(cfg: DictConfig, run_dir: Path, task: str) -> None:
-    """Fail on a bad model, LFM, optimizer, scheduler, LFM callback or trainer value at once
-    (a few hundredths of a second), before any data is generated, scanned or decoded.
+    """Fail on a bad model (backbone, feature regularizers), optimizer, scheduler, callback, logger or
+    trainer value at once (a few hundredths of a second), before any data is generated, scanned or decoded.
 
     The network is built on the meta device (no memory, no initialisation) with a stand-in
     class count; pretrained weights are read for their names and shapes only.
@@ -154,10 +152,10 @@ def check_config(cfg: DictConfig, run_dir: Path, task: str) -> None:
             raise InputError(f"invalid model setting ({error}); see conf/model/ for the valid keys") from None
         build_optimizer(model.net, settings["optimizer"], settings["scheduler"], cfg.trainer.get("max_epochs") or 1)
     trainer = check_trainer(cfg, run_dir)
-    lfm_callback = build_lfm_callback(cfg)
-    if lfm_callback is not None:
-        with torch.device("meta"):
-            lfm_callback.on_fit_start(trainer, model)
+    for callback in build_callbacks(cfg):
+        if isinstance(callback, LocalFeatureMaskingCallback):  # its insertion points are checked at fit start
+            with torch.device("meta"):
+                callback.on_fit_start(trainer, model)
 
 
 def check_checkpoint(path: str | None) -> Path | None:
@@ -224,18 +222,7 @@ def train(cfg: DictConfig) -> dict:
         save_last=True,
     )
     loggers = build_loggers(cfg.logger, run_dir, cfg.run_name, OmegaConf.to_container(cfg, resolve=True), run_info)
-    callbacks = [
-        checkpoint,
-        RichProgressBar(),
-        LearningRateMonitor(logging_interval="epoch"),
-        MaskedFractionMonitor(),
-        TrainingSpeedMonitor(),
-        RandomStateCallback(cfg.seed),
-    ]
-    lfm_callback = build_lfm_callback(cfg)
-    if lfm_callback is not None:
-        callbacks.append(lfm_callback)
-    trainer = build_trainer(cfg, run_dir, loggers, callbacks)
+    trainer = build_trainer(cfg, run_dir, loggers, [checkpoint, *build_callbacks(cfg)])
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         metrics = {
