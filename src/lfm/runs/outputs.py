@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lfm.errors import InputError
 from lfm.files import write_json
 from lfm.project import PROJECT_ROOT
+from lfm.targets import TARGET_KEY, build, check_target, has_target, locate
 
 TRACKED_PACKAGES = (
     "lfm-reid",
@@ -27,9 +29,15 @@ TRACKED_PACKAGES = (
     "hydra-core",
     "omegaconf",
     "wandb",
+    "tensorboard",
+    "mlflow-skinny",
     "numpy",
 )
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+LOGGER_KEY = "logger"
+# the MLflow store and artifacts of a run, inside its directory
+MLFLOW_STORE = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"
 RESULT_FILES = ("metrics.json", "checkpoints")
 # How long the other ranks wait for rank 0's run.json (rank 0 may first build a dataset's cache).
 RUN_INFO_TIMEOUT = 1800.0
@@ -114,10 +122,10 @@ def read_run_info(run_dir: Path, timeout: float = RUN_INFO_TIMEOUT) -> dict:
     return json.loads(path.read_text())
 
 
-def resolve_wandb_mode(mode: str) -> str:
-    """'auto': WANDB_MODE if set, else online when WANDB_API_KEY is set, else offline."""
+def resolve_wandb_mode(mode: str, key: str) -> str:
+    """W&B mode `mode` (config key `key`); 'auto': WANDB_MODE if set, else online when WANDB_API_KEY is set, else offline."""
     if mode not in WANDB_MODES:
-        raise InputError(f"logger.wandb.mode must be one of {WANDB_MODES}, got {mode!r}")
+        raise InputError(f"{key} must be one of {WANDB_MODES}, got {mode!r}")
     if mode != "auto":
         return mode
     if os.environ.get("WANDB_MODE"):
@@ -125,23 +133,108 @@ def resolve_wandb_mode(mode: str) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def build_loggers(logger_cfg: DictConfig, run_dir: Path, run_name: str, config: dict, run_info: dict) -> list[Logger]:
-    """A CSV logger and, unless disabled, a W&B run saved in run_dir/wandb under run.json's id.
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """The config's values under dotted keys (`model.lfm.p`), the form a logger's params take."""
+    flat = {}
+    for name, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
-    The CSV log is run_dir/csv/metrics.csv; each resumption writes csv/resumed_<n>/metrics.csv
-    (Lightning's CSV logger would replace an existing file).
+
+def _logger_entries(logger_cfg: DictConfig | None) -> dict[str, DictConfig]:
+    """The logger config's entries that are on (null, or a W&B entry's `mode: disabled`, is off)."""
+    entries = {}
+    for label, entry in (logger_cfg or {}).items():
+        if entry is None or (isinstance(entry, DictConfig) and entry.get("mode") == "disabled"):
+            continue
+        if not isinstance(entry, DictConfig):
+            raise InputError(
+                f"{LOGGER_KEY}.{label}={entry} is not a logger entry; choose loggers with "
+                f"logger=[csv,tensorboard,mlflow,wandb], or give {{{TARGET_KEY}: <Logger class>, <its arguments>}}"
+            )
+        entries[str(label)] = entry
+    return entries
+
+
+def _run_arguments(
+    target: object, entry: DictConfig, run_dir: Path, run_name: str, config: dict, run_info: dict
+) -> dict:
+    """What the code gives a built-in logger: where it writes in `run_dir` and which run it continues (from
+    run.json); the entry's own arguments win. Any other logger gets nothing."""
+    if target is CSVLogger:
+        resumptions = len(run_info.get("resumed", []))
+        # a version of its own for each resumption: Lightning's CSV logger would replace an existing file
+        arguments = {
+            "save_dir": str(run_dir),
+            "name": "csv",
+            "version": f"resumed_{resumptions}" if resumptions else "",
+        }
+    elif target is TensorBoardLogger:
+        arguments = {"save_dir": str(run_dir), "name": "tensorboard", "version": ""}
+    elif target is WandbLogger:
+        arguments = {"name": run_name, "id": run_info.get("wandb_id"), "save_dir": str(run_dir), "config": config}
+    elif target is MLFlowLogger:
+        arguments = {"run_name": run_name, "run_id": run_info.get("mlflow_run_id")}
+        if "tracking_uri" not in entry and not os.environ.get("MLFLOW_TRACKING_URI"):
+            # a SQLite store: MLflow 3 refuses its plain file store, and SQLite needs no server
+            arguments["tracking_uri"] = f"sqlite:///{run_dir.absolute() / MLFLOW_STORE}"
+            arguments["artifact_location"] = str(run_dir.absolute() / MLFLOW_ARTIFACTS)
+    else:
+        return {}
+    return {name: value for name, value in arguments.items() if name not in entry}
+
+
+def _entry_of(target: object, entry: DictConfig, key: str) -> DictConfig | dict:
+    """The entry to build: a W&B logger's with its mode checked and `auto` resolved, any other as it is."""
+    if target is not WandbLogger:
+        return entry
+    resolved = OmegaConf.to_container(entry, resolve=True)
+    resolved["mode"] = resolve_wandb_mode(resolved.get("mode", "auto"), f"{key}.mode")
+    return resolved
+
+
+def check_loggers(logger_cfg: DictConfig | None) -> None:
+    """Check every logger entry (import path, arguments, a Lightning Logger, W&B mode) without building one:
+    no file, no run."""
+    for label, entry in _logger_entries(logger_cfg).items():
+        key = f"{LOGGER_KEY}.{label}"
+        target = locate(entry[TARGET_KEY], key) if has_target(entry) else None
+        placeholders = _run_arguments(target, entry, Path("."), "", {}, {})
+        check_target(_entry_of(target, entry, key), key, Logger, **placeholders)
+
+
+def build_loggers(
+    logger_cfg: DictConfig | None, run_dir: Path, run_name: str, config: dict, run_info: dict
+) -> list[Logger]:
+    """The loggers of the `logger.<label>` entries: the built-in ones write in `run_dir` and continue the runs
+    that run.json names (W&B, MLflow); any other is built as configured.
+
+    TensorBoard and a new MLflow run also get the resolved config as params (`model.lfm.p`, ...); a new
+    MLflow run's id is added to run.json, so that a resumed run logs to the same MLflow run.
     """
     loggers: list[Logger] = []
-    if logger_cfg.get("csv", True):
-        resumptions = len(run_info.get("resumed", []))
-        version = f"resumed_{resumptions}" if resumptions else ""
-        loggers.append(CSVLogger(save_dir=run_dir, name="csv", version=version))
-    wandb_cfg = logger_cfg.get("wandb")
-    if wandb_cfg is None:
-        return loggers
-    mode = resolve_wandb_mode(wandb_cfg.get("mode", "auto"))
-    if mode == "disabled":
-        return loggers
+    for label, entry in _logger_entries(logger_cfg).items():
+        key = f"{LOGGER_KEY}.{label}"
+        target = locate(entry[TARGET_KEY], key) if has_target(entry) else None
+        entry = _entry_of(target, entry, key)
+        if target is WandbLogger:
+            _prepare_wandb_dirs(run_dir, entry["mode"])
+        logger = build(entry, key, Logger, **_run_arguments(target, entry, run_dir, run_name, config, run_info))
+        if target is MLFlowLogger and rank_zero_only.rank == 0 and "mlflow_run_id" not in run_info:
+            run_info["mlflow_run_id"] = logger.run_id  # creates the run (and the store: seconds, the first time)
+            write_json(run_dir / "run.json", run_info)
+            logger.log_hyperparams(flat_config(config))
+        if target is TensorBoardLogger:
+            logger.log_hyperparams(flat_config(config))
+        loggers.append(logger)
+    return loggers
+
+
+def _prepare_wandb_dirs(run_dir: Path, mode: str) -> None:
+    """W&B keeps its files (and, offline, its cache and settings) in the run directory."""
     wandb_dir = run_dir / "wandb"
     wandb_dir.mkdir(parents=True, exist_ok=True)
     os.environ["WANDB_DIR"] = str(run_dir)
@@ -149,19 +242,6 @@ def build_loggers(logger_cfg: DictConfig, run_dir: Path, run_name: str, config: 
     if mode == "offline":
         os.environ["WANDB_CACHE_DIR"] = str(wandb_dir / "cache")
         os.environ["WANDB_CONFIG_DIR"] = str(wandb_dir / "config")
-    loggers.append(
-        WandbLogger(
-            project=wandb_cfg.get("project", "lfm"),
-            name=run_name,
-            id=run_info["wandb_id"],
-            save_dir=str(run_dir),
-            group=wandb_cfg.get("group"),
-            tags=list(wandb_cfg.get("tags") or []),
-            mode=mode,
-            config=config,
-        )
-    )
-    return loggers
 
 
 def finish_loggers(loggers: list[Logger]) -> None:
