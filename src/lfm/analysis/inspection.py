@@ -19,7 +19,7 @@ from lfm.metrics.distance import pairwise_distance
 from lfm.models.insertion import insert_after_each
 from lfm.models.reid import ReIDModule
 from lfm.project import CONF_DIR
-from lfm.runs.pipeline import build_datamodule, load_checkpoint, load_module
+from lfm.runs.pipeline import build_datamodule, load_checkpoint, load_module, testing_data_settings
 
 LFM_PRESET_DIR = CONF_DIR / "lfm"
 
@@ -41,7 +41,7 @@ def load_trained(checkpoint: Path) -> tuple[ReIDModule, ReIDImageDataset]:
     contents = load_checkpoint(checkpoint)
     if contents.get("task", "reid") != "reid":
         raise InputError(f"{checkpoint} holds a {contents['task']} model; the notebooks inspect re-ID models")
-    datamodule = build_datamodule(dict(contents["datamodule_hyper_parameters"]), seed=0)
+    datamodule = build_datamodule(testing_data_settings(contents["datamodule_hyper_parameters"]), seed=0)
     datamodule.prepare_data()
     datamodule.setup("test")
     return load_module(checkpoint, contents).eval(), datamodule.test_set

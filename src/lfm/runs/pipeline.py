@@ -60,6 +60,12 @@ DATA_LOADING_KEYS = ("eval_batch_size", "num_workers", "pipeline", "cache_dir", 
 EVALUATION_DATA_KEYS = ("image_size", *DATA_LOADING_KEYS)
 
 
+def testing_data_settings(trained: dict) -> dict:
+    """A checkpoint's data settings for testing: without its batch transforms, which act in training
+    only, so evaluating a checkpoint does not need the user's transform module."""
+    return {key: value for key, value in trained.items() if key != "batch_transforms"}
+
+
 def resolve_test_sets(cfg: DictConfig, main_settings: dict) -> dict[str, dict]:
     """The data settings of each name in `data.test_sets` (a conf/data/ config), resolved against this run's
     config (its paths), with the main test set's evaluation settings (image size, batch size, pipeline, workers)."""
@@ -361,7 +367,7 @@ def evaluation_data(cfg: DictConfig, trained: dict) -> dict:
                 f"data.{unknown[0]} cannot change when testing the checkpoint's own data; the data keys "
                 f"src/eval.py takes are test_sets, {', '.join(DATA_LOADING_KEYS)} (or data=<config> for another dataset)"
             )
-        given = dict(trained)
+        given = testing_data_settings(trained)
     return {**given, **{key: value for key, value in loading.items() if value is not None}}
 
 
