@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lfm.jobs.options import add_executor_arguments, executor_from_arguments, exit_status
+from lfm.study.config_check import check_training_runs
 from lfm.study.report import write_report
 from lfm.study.runner import STATE_FILE, load_state, run_study
 from lfm.study.spec import load_study, study_steps, tuning_steps
@@ -27,7 +28,11 @@ def main() -> int:
         type=Path,
         help="output directory (default: outputs/study/<name>); the same directory again resumes the study",
     )
-    parser.add_argument("--dry-run", action="store_true", help="check the study file and list its steps")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the study file and its training runs' configs, and list its steps",
+    )
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished steps")
     add_executor_arguments(parser)
     args = parser.parse_args()
@@ -40,8 +45,13 @@ def run(args: argparse.Namespace) -> int:
     out_dir = (args.out or Path("outputs") / "study" / spec.name).resolve()
     executor = executor_from_arguments(args, out_dir / "slurm")  # checks the job options, dry run too
     if args.dry_run:
+        checked = check_training_runs(spec)
         for step in [*tuning_steps(spec), *study_steps(spec)]:
             print(step.key)
+        print(
+            f"the configs of its {checked} distinct training runs compose and pass src/train.py's checks",
+            file=sys.stderr,
+        )
         return 0
     if args.report_only:
         print(f"Report: {write_report(spec, out_dir, load_state(out_dir / STATE_FILE, spec))}")

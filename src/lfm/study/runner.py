@@ -63,14 +63,10 @@ def method_overrides(spec: StudySpec, method: str, choices: dict[str, Choice]) -
     return [*spec.methods[method], *(choices[tuned].overrides if tuned else ())]
 
 
-def step_command(
-    spec: StudySpec, step: Step, runs_dir: Path, interpreter: str, choices: dict[str, Choice] | None = None
-) -> list[str]:
-    """The step's command line: its script, the study's overrides for it, and its run directory."""
-    run_dir = runs_dir / step.key
-    command = [interpreter, str(PROJECT_ROOT / SCRIPTS[step.kind])]
+def training_overrides(spec: StudySpec, step: Step, choices: dict[str, Choice] | None = None) -> list[str]:
+    """The src/train.py overrides of a tuning or training step (before its seed, run name and run directory)."""
     if step.kind == TUNE:
-        command += [
+        return [
             *spec.methods[step.method],
             *spec.candidates(step.method)[step.candidate],
             f"data={step.domain}",
@@ -78,8 +74,17 @@ def step_command(
             *spec.tuning.train_overrides,
             "test=false",  # a tuning run is scored on the validation identities only
         ]
-    elif step.kind == TRAIN:
-        command += [*method_overrides(spec, step.method, choices or {}), f"data={step.domain}", *spec.train_overrides]
+    return [*method_overrides(spec, step.method, choices or {}), f"data={step.domain}", *spec.train_overrides]
+
+
+def step_command(
+    spec: StudySpec, step: Step, runs_dir: Path, interpreter: str, choices: dict[str, Choice] | None = None
+) -> list[str]:
+    """The step's command line: its script, the study's overrides for it, and its run directory."""
+    run_dir = runs_dir / step.key
+    command = [interpreter, str(PROJECT_ROOT / SCRIPTS[step.kind])]
+    if step.kind in (TUNE, TRAIN):
+        command += training_overrides(spec, step, choices)
     else:
         train_dir = runs_dir / step.train_key
         command += [f"ckpt_path={best_checkpoint(train_dir)}", *spec.eval_overrides]
