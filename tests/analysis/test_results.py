@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lfm.analysis.results import collect_runs, main
+from lfm.analysis.results import collect_runs, flatten, main, regularizer_label
 from lfm.errors import InputError
 
 LFM = {"after": "conv1", "p": 0.5, "mask_ratio": 0.5, "area": [0.02, 0.4]}
@@ -124,3 +124,17 @@ def test_a_missing_directory_or_broken_metrics_file_is_named(tmp_path, capsys):
     (tmp_path / "run" / "metrics.json").write_text("{not json")
     with pytest.raises(InputError, match="metrics.json"):
         collect_runs(tmp_path)
+
+
+def test_a_users_regularizers_are_labelled_by_their_keys():
+    config = flatten(
+        {
+            "model": {
+                "lfm": {"p": 0.5},
+                "regularizers": {"noise": {"_target_": "lab.Noise", "after": "conv1"}, "off": None},
+            },
+            "data": {"random_erasing": None, "batch_transforms": {"jitter": {"_target_": "lab.Jitter"}}},
+        }
+    )
+    assert regularizer_label(config) == "lfm+noise+jitter"
+    assert regularizer_label(flatten({"model": {"regularizers": {}}, "data": {"batch_transforms": {}}})) == "none"

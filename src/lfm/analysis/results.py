@@ -49,6 +49,8 @@ REGULARIZER_KEYS = {
     "random_erasing": "data.random_erasing",
     "cutout": "data.cutout",
 }
+# Mappings of a user's own regularizers, label -> entry.
+USER_REGULARIZER_KEYS = ("model.regularizers", "data.batch_transforms")
 HEADLINE_METRICS = ("test/rank1", "test/mAP", "val/mAP_best")
 # Config keys that differ between any two runs without being parameters of the experiment.
 BOOKKEEPING_PREFIXES = ("paths.", "run_name", "ckpt_path", "data.root")
@@ -99,10 +101,14 @@ def read_run(run_dir: Path) -> tuple[dict, dict]:
 
 
 def regularizer_label(config: dict) -> str:
-    """The regularizers a run used, e.g. 'lfm', 'lfm+random_erasing', or 'none'."""
+    """The regularizers a run used, e.g. 'lfm', 'lfm+random_erasing', 'lfm+mine' (a user's entry in
+    model.regularizers or data.batch_transforms, by its label), or 'none'."""
     active = [
         name for name, key in REGULARIZER_KEYS.items() if any(flat_key.startswith(f"{key}.") for flat_key in config)
     ]
+    for mapping in USER_REGULARIZER_KEYS:
+        entries = [flat_key.removeprefix(f"{mapping}.") for flat_key in config if flat_key.startswith(f"{mapping}.")]
+        active += dict.fromkeys(entry.split(".")[0] for entry in entries if "." in entry)  # null entries are off
     return "+".join(active) or "none"
 
 
