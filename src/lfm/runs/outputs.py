@@ -123,7 +123,8 @@ def read_run_info(run_dir: Path, timeout: float = RUN_INFO_TIMEOUT) -> dict:
 
 
 def resolve_wandb_mode(mode: str, key: str) -> str:
-    """W&B mode `mode` (config key `key`); 'auto': WANDB_MODE if set, else online when WANDB_API_KEY is set, else offline."""
+    """The W&B mode of config key `key`; 'auto': WANDB_MODE if set, else online when WANDB_API_KEY is set, else
+    offline."""
     if mode not in WANDB_MODES:
         raise InputError(f"{key} must be one of {WANDB_MODES}, got {mode!r}")
     if mode != "auto":
@@ -133,19 +134,19 @@ def resolve_wandb_mode(mode: str, key: str) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def flat_config(config: dict, prefix: str = "") -> dict:
+def _flat_config(config: dict, prefix: str = "") -> dict:
     """The config's values under dotted keys (`model.lfm.p`), the form a logger's params take."""
     flat = {}
     for name, value in config.items():
         if isinstance(value, dict) and value:
-            flat.update(flat_config(value, f"{prefix}{name}."))
+            flat.update(_flat_config(value, f"{prefix}{name}."))
         else:
             flat[f"{prefix}{name}"] = value
     return flat
 
 
 def _logger_entries(logger_cfg: DictConfig | None) -> dict[str, DictConfig]:
-    """The logger config's entries that are on (null, or a W&B entry's `mode: disabled`, is off)."""
+    """The logger config's entries that are on: null, or an entry with `mode: disabled` (W&B's off switch), is off."""
     entries = {}
     for label, entry in (logger_cfg or {}).items():
         if entry is None or (isinstance(entry, DictConfig) and entry.get("mode") == "disabled"):
@@ -226,9 +227,9 @@ def build_loggers(
         if target is MLFlowLogger and rank_zero_only.rank == 0 and "mlflow_run_id" not in run_info:
             run_info["mlflow_run_id"] = logger.run_id  # creates the run (and the store: seconds, the first time)
             write_json(run_dir / "run.json", run_info)
-            logger.log_hyperparams(flat_config(config))
+            logger.log_hyperparams(_flat_config(config))
         if target is TensorBoardLogger:
-            logger.log_hyperparams(flat_config(config))
+            logger.log_hyperparams(_flat_config(config))
         loggers.append(logger)
     return loggers
 
