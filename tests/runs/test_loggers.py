@@ -106,15 +106,16 @@ def test_a_resumed_run_continues_its_mlflow_run_and_tensorboard_folder(logged_ru
     assert (run_dir / "csv" / "resumed_1" / "metrics.csv").is_file()
 
 
-def test_a_logger_that_is_no_lightning_logger_exits_2_naming_its_key(data_dir, tmp_path):
+def test_a_logger_that_is_no_lightning_logger_exits_2_naming_its_key_before_any_data_work(tmp_path):
     result = run_entry_point(
         "train.py",
         *TINY_TRAIN,
         "+logger.mine={_target_:collections.OrderedDict}",
-        f"paths.data_dir={data_dir}",
+        f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_one_line_error(result, "logger.mine._target_=collections.OrderedDict", "is not a lightning.pytorch")
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from lfm.models.reid import RANKING_KEYS, ReIDModule, check_evaluation_settings
 from lfm.runs.callbacks import LocalFeatureMaskingCallback
 from lfm.runs.outputs import (
     build_loggers,
+    check_loggers,
     claim_run_dir,
     finish_loggers,
     read_run_info,
@@ -157,6 +158,7 @@ def check_config(cfg: DictConfig, run_dir: Path, task: str) -> None:
         except TypeError as error:
             raise InputError(f"invalid model setting ({error}); see conf/model/ for the valid keys") from None
         build_optimizer(model.net, settings["optimizer"], settings["scheduler"], cfg.trainer.get("max_epochs") or 1)
+    check_loggers(cfg.get("logger"))
     trainer = check_trainer(cfg, run_dir)
     for callback in build_callbacks(cfg):
         if isinstance(callback, LocalFeatureMaskingCallback):  # its insertion points are checked at fit start
@@ -269,6 +271,7 @@ def evaluate(cfg: DictConfig) -> dict:
         raise InputError("ckpt_path is not set; pass ckpt_path=/path/to/checkpoints/best.ckpt")
     attack = parse_attack_settings(OmegaConf.to_container(cfg.attack, resolve=True)) if cfg.get("attack") else None
     source_path = Path(attack.source_ckpt_path) if attack and attack.source_ckpt_path else None
+    check_loggers(cfg.get("logger"))
     check_trainer(cfg, run_dir)
     primary = rank_zero_only.rank == 0
     if primary:
