@@ -25,13 +25,14 @@ LFM_PRESET_DIR = CONF_DIR / "lfm"
 
 
 def lfm_preset(name: str) -> dict:
-    """The settings of conf/lfm/<name>.yaml (paper, official), `after` left out."""
+    """The masking settings of conf/lfm/<name>.yaml (paper, official): `_target_` and `after` left out."""
     path = LFM_PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         presets = sorted(file.stem for file in LFM_PRESET_DIR.glob("*.yaml"))
         raise InputError(f"unknown LFM preset {name!r}; choose from {presets} (conf/lfm/)")
     settings = OmegaConf.to_container(OmegaConf.load(path))
     settings.pop("after", None)
+    settings.pop("_target_", None)
     return settings
 
 
