@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lfm.analysis.results import collect_runs, flatten, main, regularizer_label
+from lfm.analysis.results import collect_runs, main, regularizer_label
 from lfm.errors import InputError
+from lfm.files import flatten
 
 LFM = {"after": "conv1", "p": 0.5, "mask_ratio": 0.5, "area": [0.02, 0.4]}
 

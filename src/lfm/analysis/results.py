@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lfm.errors import InputError
+from lfm.files import flatten
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
@@ -57,18 +58,6 @@ BOOKKEEPING_PREFIXES = ("paths.", "run_name", "ckpt_path", "data.root")
 IDENTITY_COLUMNS = ("run_dir", "run_name", "task", "seed", "regularizer")
 # Width of the printed table when the output is a file or a pipe (no terminal to fit).
 FILE_WIDTH = 200
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """Nested dicts -> {'a.b.c': leaf}; an empty dict or None stays a leaf."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def scalar_metrics(tree: dict, prefix: str = "") -> dict[str, float]:

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lfm.errors import InputError
-from lfm.files import write_json
+from lfm.files import flatten, write_json
 from lfm.project import PROJECT_ROOT
 from lfm.targets import TARGET_KEY, build, check_target, has_target, locate
 
@@ -134,17 +134,6 @@ def resolve_wandb_mode(mode: str, key: str) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def _flat_config(config: dict, prefix: str = "") -> dict:
-    """The config's values under dotted keys (`model.lfm.p`), the form a logger's params take."""
-    flat = {}
-    for name, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat_config(value, f"{prefix}{name}."))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
-
-
 def _logger_entries(logger_cfg: DictConfig | None) -> dict[str, DictConfig]:
     """The logger config's entries that are on: null, or an entry with `mode: disabled` (W&B's off switch), is off."""
     entries = {}
@@ -227,9 +216,9 @@ def build_loggers(
         if target is MLFlowLogger and rank_zero_only.rank == 0 and "mlflow_run_id" not in run_info:
             run_info["mlflow_run_id"] = logger.run_id  # creates the run (and the store: seconds, the first time)
             write_json(run_dir / "run.json", run_info)
-            logger.log_hyperparams(_flat_config(config))
+            logger.log_hyperparams(flatten(config))
         if target is TensorBoardLogger:
-            logger.log_hyperparams(_flat_config(config))
+            logger.log_hyperparams(flatten(config))
         loggers.append(logger)
     return loggers
 
