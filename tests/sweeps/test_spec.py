@@ -208,6 +208,16 @@ def test_a_bad_sweep_file_is_refused_before_anything_runs(tmp_path, body, fragme
         assert fragment in message, message
 
 
+def test_a_key_that_a_swept_group_brings_can_be_swept(tmp_path):
+    body = (
+        "method: grid\nparameters:\n  regularizer: {values: [dropout2d]}\n  model.dropout2d.p: {values: [0.1, 0.2]}\n"
+    )
+    assert [point["model.dropout2d.p"] for point in prepare_sweep(write_sweep(tmp_path, body)).points] == [0.1, 0.2]
+    missing = body.replace("model.dropout2d.p", "model.dropblock.p")
+    with pytest.raises(InputError, match="parameters.model.dropblock.p is not a key"):
+        prepare_sweep(write_sweep(tmp_path, missing))
+
+
 @pytest.mark.parametrize(
     ("command", "fragment"),
     [

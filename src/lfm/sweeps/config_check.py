@@ -48,10 +48,31 @@ def has_key(config: dict, key: str) -> bool:
     return True
 
 
-def check_keys_exist(spec: SweepSpec, conf_dir: Path, base: dict) -> None:
-    """Each swept key is a config group (conf/<group>/) or a key of the config the fixed overrides compose."""
+def is_group(conf_dir: Path, key: str) -> bool:
+    return (conf_dir / key.replace(".", "/")).is_dir()
+
+
+def configs_with_each_group_choice(spec: SweepSpec, conf_dir: Path, config_name: str) -> list[dict]:
+    """The configs the fixed overrides compose with each value of each swept config group (a group such as
+    `regularizer` brings keys of its own, e.g. model.dropout2d.p or a user's model.regularizers.<label>.p)."""
+    return [
+        compose_overrides(conf_dir, config_name, hydra_overrides(spec, {parameter.key: value}))
+        for parameter in spec.parameters
+        if is_group(conf_dir, parameter.key)
+        for value in parameter.bounds_and_values()
+    ]
+
+
+def check_keys_exist(spec: SweepSpec, conf_dir: Path, config_name: str, base: dict) -> None:
+    """Each swept key is a config group (conf/<group>/) or a key of the config the fixed overrides compose,
+    alone or with a value of a swept config group."""
+    with_groups = None
     for parameter in spec.parameters:
-        if (conf_dir / parameter.key.replace(".", "/")).is_dir() or has_key(base, parameter.key):
+        if is_group(conf_dir, parameter.key) or has_key(base, parameter.key):
+            continue
+        if with_groups is None:
+            with_groups = configs_with_each_group_choice(spec, conf_dir, config_name)
+        if any(has_key(config, parameter.key) for config in with_groups):
             continue
         raise InputError(
             f"{spec.path}: parameters.{parameter.key} is not a key of the config that {spec.program} "
@@ -73,7 +94,7 @@ def check_against_config(spec: SweepSpec, points: list[dict]) -> dict:
     returns the config of the fixed overrides alone."""
     conf_dir, config_name = program_config(spec)
     base = compose_overrides(conf_dir, config_name, hydra_overrides(spec, {}))
-    check_keys_exist(spec, conf_dir, base)
+    check_keys_exist(spec, conf_dir, config_name, base)
     for point in points_to_compose(spec, points):
         try:
             compose_overrides(conf_dir, config_name, hydra_overrides(spec, point))
