@@ -209,7 +209,9 @@ def test_a_transform_that_changes_the_shape_is_named(tiny_market, user_module):
         first_train_batch(datamodule)
 
 
-@pytest.mark.parametrize("pipeline", ["tensor", pytest.param("pil", marks=pytest.mark.slow)])
+# in-process tests above cover the behaviour; the end-to-end runs (about 12 s each) are in make test-slow
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", ["tensor", "pil"])
 def test_train_runs_a_transform_from_the_users_pythonpath(tmp_path, user_module, pipeline):
     marker = tmp_path / "calls.txt"
     command, env = entry_point(

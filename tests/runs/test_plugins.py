@@ -73,9 +73,10 @@ def test_the_checkpoint_holds_the_labs_backbone_and_regularizer_next_to_lfm(lab_
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
-        (
+        pytest.param(  # also tested in process (tests/models/test_regularizers.py): the slow suite runs it end to end
             "+model.regularizers.noise={_target_:lab_methods.EpochCounter,after:conv1}",
             "model.regularizers.noise._target_=lab_methods.EpochCounter is not a torch.nn.Module",
+            marks=pytest.mark.slow,
         ),
         (
             "+callbacks.noise={_target_:lab_methods.ChannelNoise}",
