@@ -27,6 +27,15 @@ def entry_point(script: str, *overrides: str) -> tuple[list[str], dict[str, str]
     return [sys.executable, str(PROJECT_ROOT / "src" / script), *overrides], env
 
 
+# a lab's own methods, in a module outside the package (tests/plugins/lab_methods.py)
+LAB_METHODS = PROJECT_ROOT / "tests" / "plugins"
+
+
+def with_lab_methods(env: dict[str, str]) -> dict[str, str]:
+    """`env` with tests/plugins first on PYTHONPATH, as a user's own module folder."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(LAB_METHODS), env.get("PYTHONPATH")]))}
+
+
 def run_entry_point(script: str, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run src/<script> with Hydra overrides in a subprocess and wait for it."""
     command, env = entry_point(script, *overrides)

@@ -1,9 +1,8 @@
 """Feature regularizers inserted at a named layer: LFM, Dropout2d, DropBlock and a user's own class."""
 
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import LAB_METHODS
 from torch import nn
 
 from lfm.errors import InputError
@@ -108,7 +107,7 @@ class AddOne(nn.Module):
 @pytest.fixture
 def lab_methods(monkeypatch):
     """tests/plugins on the Python path, as a user's own module folder on PYTHONPATH."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "plugins"))
+    monkeypatch.syspath_prepend(str(LAB_METHODS))
 
 
 @pytest.mark.parametrize("target", ["lab_methods.ChannelNoise", "lab_methods.channel_noise"])

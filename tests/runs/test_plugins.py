@@ -2,24 +2,23 @@
 module outside the package (tests/plugins/lab_methods.py, on PYTHONPATH), through src/train.py."""
 
 import json
-import os
 import subprocess
 
 import pytest
 import torch
-from helpers import PROJECT_ROOT, TINY_TRAIN, assert_one_line_error, entry_point
+from helpers import LAB_METHODS, PROJECT_ROOT, TINY_TRAIN, assert_one_line_error, entry_point, with_lab_methods
 from omegaconf import OmegaConf
 
 from lfm.runs.pipeline import load_checkpoint, load_module
 
-LAB_METHODS = PROJECT_ROOT / "tests" / "plugins"
 NOISE = "+model.regularizers.noise={_target_:lab_methods.ChannelNoise,after:stem,std:0.3}"
 
 
 def run_with_lab_methods(script: str, *overrides: str) -> subprocess.CompletedProcess:
     command, env = entry_point(script, *overrides)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LAB_METHODS), env.get("PYTHONPATH")]))
-    return subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=with_lab_methods(env), capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,15 @@
 regularizer (tests/plugins/lab_methods.py) included; at tiny size such a study runs (slow)."""
 
 import json
-import os
 import subprocess
 
 import pytest
-from helpers import PROJECT_ROOT, TINY_SCALE, entry_point
+from helpers import LAB_METHODS, PROJECT_ROOT, TINY_SCALE, entry_point, with_lab_methods
 
 from lfm.errors import InputError
 from lfm.study.config_check import check_training_runs, distinct_training_runs
 from lfm.study.spec import load_study
 
-LAB_METHODS = PROJECT_ROOT / "tests" / "plugins"
 NOISE = "+model.regularizers.noise={_target_:lab_methods.ChannelNoise,after:conv1,std:0.3}"
 TINY = [f"data.synthetic.scale={TINY_SCALE}", "data.image_size=[64,32]", "data.val_ids=3", "debug=fast"]
 
@@ -76,7 +74,7 @@ def test_a_bad_method_fails_the_dry_run_naming_the_file_step_and_key(tmp_path, m
 def test_a_study_of_the_labs_regularizer_against_lfm_runs_at_tiny_size(tmp_path):
     out_dir = tmp_path / "out"
     command, env = entry_point("study.py", str(study_file(tmp_path)), "--out", str(out_dir), "--jobs", "2")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LAB_METHODS), env.get("PYTHONPATH")]))
+    env = with_lab_methods(env)
     dry = subprocess.run([*command, "--dry-run"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr[-3000:]
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
